@@ -1,0 +1,200 @@
+/*
+ * proto.h - the local wire format between granaryd and its clients.
+ *
+ * Owns: message framing, TLV encoding and decoding, request/reply types and
+ * tags, path normalisation. Shared by the daemon, libgranary, the CLI and the
+ * LD_PRELOAD shim; it allocates nothing and calls no stdio, so the shim can use
+ * it before its own initialisation.
+ *
+ * Transport: AF_UNIX SOCK_SEQPACKET. One datagram is one message, at most
+ * PROTO_MSG_MAX bytes: a 16-byte header then TLV items. Integers are in host
+ * byte order (the socket is local). A reply carries the request's id and the
+ * type PROTO_REPLY | request type; its first item is PROTO_T_STATUS (0 or
+ * -errno), optionally followed by PROTO_T_ERRMSG with a human sentence. An
+ * OPEN reply that succeeds carries the cache file's descriptor as SCM_RIGHTS.
+ * See docs/protocol.md.
+ */
+#ifndef GRANARY_PROTO_H
+#define GRANARY_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_MAGIC    0x594e5247u /* "GRNY" in memory on little endian */
+#define PROTO_VERSION  1
+#define PROTO_HDR_SIZE 16
+#define PROTO_MSG_MAX  65536
+#define PROTO_PATH_MAX 4096 /* bytes, without the terminating NUL */
+#define PROTO_NAME_MAX 255  /* one path component */
+
+struct proto_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t id;  /* chosen by the client, echoed in the reply */
+	uint32_t len; /* bytes of TLV body after the header */
+};
+
+/*
+ * Requests. Items listed are what the daemon reads; [] marks optional ones.
+ * Replies always start with PROTO_T_STATUS.
+ */
+enum proto_type {
+	PROTO_HELLO = 1,   /* -> MOUNT* (one per mount: path; then BACKEND, FLAGS) */
+	PROTO_OPEN = 2,    /* PATH [FLAGS] -> fd by SCM_RIGHTS, SIZE, MTIME_NS, MODE, SOURCE */
+	PROTO_STAT = 3,    /* PATH -> SIZE, MTIME_NS, MODE, TYPE, CACHED */
+	PROTO_WARM = 4,    /* PATH -> SIZE, SOURCE (no descriptor): the object is cached */
+	PROTO_LIST = 5,    /* PATH [COOKIE] -> (NAME TYPE SIZE)* [COOKIE when more follow] */
+	PROTO_STATUS = 6,  /* -> JSON (the whole status document) */
+	PROTO_LS = 7,      /* PATH [COOKIE] -> (NAME TYPE SIZE STATE)* [COOKIE] */
+	PROTO_EVICT = 8,   /* PATH -> COUNT (objects dropped at or under PATH) */
+	PROTO_DROP = 9,    /* PATH: the source was written by a client; forget the copy */
+	PROTO_PIN = 10,    /* PATH [FLAGS: PROTO_F_UNPIN] -> COUNT */
+	PROTO_EPOCH = 11,  /* [DATASET] [PATH] -> DATASET, EPOCH (after the advance) */
+	PROTO_HINT = 12,   /* DATASET FLAGS(BEGIN/END) PATH* -> COUNT */
+	PROTO_VERIFY = 13, /* [PATH] -> COUNT (checked), COUNT2 (bad, dropped) */
+	PROTO_TYPE_MAX = 14,
+	PROTO_REPLY = 0x8000,
+};
+
+enum proto_tag {
+	PROTO_T_STATUS = 1,    /* i32: 0 or -errno */
+	PROTO_T_ERRMSG = 2,    /* string: what went wrong, for people */
+	PROTO_T_PATH = 3,      /* string: absolute path, normalised by the daemon */
+	PROTO_T_FLAGS = 4,     /* u32 */
+	PROTO_T_SIZE = 5,      /* u64 bytes */
+	PROTO_T_MTIME_NS = 6,  /* i64 nanoseconds since the epoch */
+	PROTO_T_MODE = 7,      /* u32 st_mode as the source reports it */
+	PROTO_T_SOURCE = 8,    /* u32 enum proto_source */
+	PROTO_T_NAME = 9,      /* string: a directory entry's name */
+	PROTO_T_TYPE = 10,     /* u32 enum proto_ftype */
+	PROTO_T_COOKIE = 11,   /* string: where a listing goes on */
+	PROTO_T_JSON = 12,     /* string: a JSON document */
+	PROTO_T_COUNT = 13,    /* u64 */
+	PROTO_T_COUNT2 = 14,   /* u64 */
+	PROTO_T_MOUNT = 15,    /* string: a mount's path prefix */
+	PROTO_T_BACKEND = 16,  /* u32 enum proto_backend */
+	PROTO_T_DATASET = 17,  /* string */
+	PROTO_T_EPOCH = 18,    /* u64 */
+	PROTO_T_STATE = 19,    /* u32 enum proto_state */
+	PROTO_T_CACHED = 20,   /* u32: 1 when a valid copy is in the cache */
+	PROTO_T_INO = 21,      /* u64 inode of the source where it has one */
+};
+
+/* PROTO_T_FLAGS of OPEN */
+#define PROTO_F_NOFETCH 0x1u /* a miss answers -ENODATA instead of fetching */
+/* PROTO_T_FLAGS of HINT */
+#define PROTO_F_BEGIN 0x1u /* first message of an order: forget the previous one */
+#define PROTO_F_END   0x2u /* last message of an order */
+/* PROTO_T_FLAGS of PIN */
+#define PROTO_F_UNPIN 0x1u
+/* PROTO_T_FLAGS of a HELLO mount */
+#define PROTO_F_MOUNT_FAILOPEN 0x1u /* the original path exists: fail open to it */
+
+enum proto_source {
+	PROTO_SRC_LOCAL = 0,   /* served from this node's cache */
+	PROTO_SRC_BACKEND = 1, /* fetched from the backend for this request */
+	PROTO_SRC_PEER = 2,    /* fetched from a peer of the rack */
+	PROTO_SRC_DIRECT = 3,  /* not kept: served straight from the source */
+};
+
+enum proto_ftype {
+	PROTO_FT_REG = 1,
+	PROTO_FT_DIR = 2,
+	PROTO_FT_OTHER = 3,
+};
+
+enum proto_backend {
+	PROTO_BE_POSIX = 1,
+	PROTO_BE_HTTP = 2,
+	PROTO_BE_S3 = 3,
+};
+
+enum proto_state {
+	PROTO_ST_ABSENT = 0,   /* not in the cache */
+	PROTO_ST_CACHED = 1,   /* complete copy on local disk */
+	PROTO_ST_FETCHING = 2, /* a fetch is under way */
+	PROTO_ST_PINNED = 3,   /* cached and pinned */
+};
+
+/* A message being built. The caller owns the storage. */
+struct proto_buf {
+	uint8_t data[PROTO_MSG_MAX];
+	size_t len;
+};
+
+/* Start a message of @type with request @id in @b. */
+void proto_begin(struct proto_buf *b, uint16_t type, uint32_t id);
+
+/*
+ * Append one item. Return 0, or -EMSGSIZE when it does not fit (the message is
+ * left as it was before the call).
+ */
+int proto_put(struct proto_buf *b, uint16_t tag, const void *val, uint32_t len);
+int proto_put_u32(struct proto_buf *b, uint16_t tag, uint32_t v);
+int proto_put_i32(struct proto_buf *b, uint16_t tag, int32_t v);
+int proto_put_u64(struct proto_buf *b, uint16_t tag, uint64_t v);
+int proto_put_i64(struct proto_buf *b, uint16_t tag, int64_t v);
+int proto_put_str(struct proto_buf *b, uint16_t tag, const char *s);
+
+/*
+ * Check a received datagram of @len bytes: magic, version, a known type, and a
+ * body length that matches. Fill @h. Returns 0 or -EBADMSG / -EPROTO (version).
+ */
+int proto_check(const void *msg, size_t len, struct proto_hdr *h);
+
+/* Walks the items of a checked message. Points into the message; no copies. */
+struct proto_iter {
+	const uint8_t *p;
+	const uint8_t *end;
+};
+
+struct proto_item {
+	uint16_t tag;
+	uint32_t len;
+	const uint8_t *val;
+};
+
+void proto_iter_init(struct proto_iter *it, const void *msg, size_t len);
+
+/* Returns 1 with @item filled, 0 at the end, -EBADMSG on a truncated item. */
+int proto_next(struct proto_iter *it, struct proto_item *item);
+
+/* Typed reads of an item; -EBADMSG when the length is not the type's. */
+int proto_item_u32(const struct proto_item *item, uint32_t *v);
+int proto_item_i32(const struct proto_item *item, int32_t *v);
+int proto_item_u64(const struct proto_item *item, uint64_t *v);
+int proto_item_i64(const struct proto_item *item, int64_t *v);
+
+/*
+ * Copy a string item into @out of @outsz bytes with a terminating NUL.
+ * -EBADMSG when it holds a NUL, -ENAMETOOLONG when it does not fit.
+ */
+int proto_item_str(const struct proto_item *item, char *out, size_t outsz);
+
+/*
+ * Find the first item with @tag. Returns 1 and fills @item, 0 when absent,
+ * -EBADMSG on a malformed body.
+ */
+int proto_find(const void *msg, size_t len, uint16_t tag, struct proto_item *item);
+
+/*
+ * Normalise an absolute path: collapse repeated slashes, drop "." components
+ * and a trailing slash. Refuses (-EINVAL) a relative path, a ".." component, an
+ * empty path; -ENAMETOOLONG past PROTO_PATH_MAX or a component past
+ * PROTO_NAME_MAX. @in is @len bytes and need not be NUL-terminated; NUL inside
+ * it is -EINVAL. @out gets a NUL-terminated result (@outsz >= 2).
+ */
+int proto_path_normalize(const char *in, size_t len, char *out, size_t outsz);
+
+/*
+ * True when @path lies at or under the directory @prefix (both normalised):
+ * "/a/b" is under "/a" and "/a/b", not under "/a/bc".
+ */
+bool proto_path_under(const char *path, const char *prefix);
+
+/* A short name for a request type ("open"), or "?" */
+const char *proto_type_name(uint16_t type);
+
+#endif
