@@ -125,6 +125,7 @@ struct config {
 		char *secret_file;
 		uint64_t heartbeat_ns;
 		uint32_t miss_limit; /* heartbeats missed before a peer is down */
+		enum config_placement placement; /* for mounts that do not set one */
 		size_t n_nodes;
 		struct config_peer nodes[CONFIG_MAX_PEERS];
 	} peers;
@@ -140,15 +141,23 @@ struct config {
 
 	size_t n_mounts;
 	struct config_mount mounts[CONFIG_MAX_MOUNTS];
+
+	struct config_marks *marks; /* private to config.c: where keys were read */
 };
 
-/* Fill @c with every default (no mounts). */
+/*
+ * Fill @c with every default (no mounts). Allocates nothing: default strings
+ * are the key table's own, which config_free knows not to free. Strings set
+ * later belong to @c and must come from malloc.
+ */
 void config_init_defaults(struct config *c);
 
 /*
- * Load @path over the defaults. On error returns -EINVAL (or -errno of the
- * open) and writes one line into @err, "FILE:LINE:COL: KEY: what is wrong".
- * The config is left to config_free either way.
+ * Load @path over the defaults (@c is set to them first, so it need not be
+ * initialised; a config loaded before must be freed first). On error returns
+ * -EINVAL (or -errno of the open) and writes one line into @err,
+ * "FILE:LINE:COL: KEY: what is wrong". The config is left to config_free
+ * either way. Loading does not run config_validate.
  */
 int config_load(struct config *c, const char *path, char *err, size_t errsz);
 
@@ -163,7 +172,15 @@ int config_load_string(struct config *c, const char *name, const char *yaml, cha
  */
 int config_validate(const struct config *c, char *err, size_t errsz);
 
+/* Free what @c holds and zero it; safe on defaults, partial loads, twice. */
 void config_free(struct config *c);
+
+/*
+ * Where @key ("cache.dir", "mounts[2].source", "peers.nodes[0]") was read:
+ * 0 with its 1-based line and column, or -ENOENT for a default or a config
+ * built in code. For the daemon's own messages about settings.
+ */
+int config_key_location(const struct config *c, const char *key, int *line, int *column);
 
 /* Print the effective settings as YAML (for --check-config). */
 void config_print(const struct config *c, FILE *out);
@@ -179,7 +196,10 @@ void config_print_reference(FILE *out);
 int config_parse_size(const char *s, uint64_t *out);
 int config_parse_duration(const char *s, uint64_t *ns);
 
-/* The mount whose path is the longest prefix of @path, or NULL. */
+/*
+ * The mount whose path is the longest prefix of the normalised absolute @path
+ * on a component boundary (/a/b is under /a, /a/bc is not), or NULL.
+ */
 const struct config_mount *config_find_mount(const struct config *c, const char *path);
 
 #endif
