@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #define POLICY_NO_USE UINT64_MAX /* next_use of an entry not in the hinted order */
+#define POLICY_DATASET_NONE UINT32_MAX /* policy_dataset() out of memory */
 
 struct policy;
 
@@ -35,6 +36,7 @@ struct policy_entry {
 	uint64_t last_epoch;  /* epoch of the dataset when last read */
 	uint64_t last_access; /* logical clock of the last read */
 	uint64_t next_use;    /* position in the hinted order, or POLICY_NO_USE */
+	uint64_t hint_seq;    /* order next_use belongs to; stale orders count as no use */
 	struct policy_entry *prev, *next;
 	size_t heap_idx;
 	uint32_t list; /* which of the policy's lists holds it */
@@ -61,7 +63,11 @@ struct policy *policy_create(const char *name, int *err);
 void policy_destroy(struct policy *p);
 const char *policy_name(const struct policy *p);
 
-/* Id of the dataset @name, created on first use (epoch 1, inactive). */
+/*
+ * Id of the dataset @name, created on first use (epoch 1, inactive); the name
+ * is copied. Returns POLICY_DATASET_NONE when out of memory; every call
+ * taking a dataset id ignores ids it did not hand out.
+ */
 uint32_t policy_dataset(struct policy *p, const char *name);
 const char *policy_dataset_name(const struct policy *p, uint32_t ds);
 size_t policy_dataset_count(const struct policy *p);
@@ -92,6 +98,12 @@ bool policy_admit(struct policy *p, uint32_t ds, uint64_t size, uint64_t need);
 /* @e enters the cache; it counts as read in the current epoch of its dataset. */
 void policy_insert(struct policy *p, struct policy_entry *e);
 
+/*
+ * @e enters the cache without being read (warmed, prefetched, or restored at
+ * start-up): it counts as not yet read in the current epoch.
+ */
+void policy_insert_unread(struct policy *p, struct policy_entry *e);
+
 /* @e leaves the cache (dropped, invalidated, evicted by a user). */
 void policy_remove(struct policy *p, struct policy_entry *e);
 
@@ -115,5 +127,15 @@ void policy_pin(struct policy *p, struct policy_entry *e, bool pinned);
 void policy_hint_begin(struct policy *p, uint32_t ds);
 void policy_set_next_use(struct policy *p, struct policy_entry *e, uint64_t pos);
 void policy_hint_clear(struct policy *p, uint32_t ds);
+
+/*
+ * A dataset is active while it was read (hit, miss or insert) within the last
+ * W reads of all datasets together. W is the number of cached entries (at
+ * least POLICY_IDLE_MIN) unless set here; 0 restores the automatic window.
+ * Inactive datasets lose their space first.
+ */
+#define POLICY_IDLE_MIN 64
+void policy_set_idle_window(struct policy *p, uint64_t reads);
+bool policy_dataset_active(const struct policy *p, uint32_t ds);
 
 #endif
