@@ -123,6 +123,14 @@ void policy_pin(struct policy *p, struct policy_entry *e, bool pinned);
  * epoch); the caller then sets each cached entry's position with
  * policy_set_next_use (and sets it on entries inserted later, from its own map
  * of the order). policy_hint_clear forgets the order.
+ *
+ * Which epoch the order is for follows from when it comes: after the first
+ * read of the current epoch, it is the next epoch's order, and until that
+ * epoch begins the entries already read are evicted farthest position first
+ * (entries without a position first of all). Before any read of the current
+ * epoch (just after policy_epoch_advance), it is this epoch's order; their
+ * next uses being past, it changes no choice. Positions set under an earlier
+ * order count as no use.
  */
 void policy_hint_begin(struct policy *p, uint32_t ds);
 void policy_set_next_use(struct policy *p, struct policy_entry *e, uint64_t pos);
