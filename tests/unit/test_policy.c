@@ -546,6 +546,201 @@ static void test_epoch_many(void **state)
 	policy_destroy(p);
 }
 
+/*
+ * Random operations on three datasets, checked against a brute-force reading
+ * of the rules: each victim comes from the first non-empty category, admit
+ * agrees with the evictable bytes, the per-dataset totals add up.
+ */
+enum { RN = 300, RDS = 3, RCAP = 150 * 10 };
+
+struct rstate {
+	struct policy *p;
+	struct policy_entry e[RN];
+	uint32_t ds[RDS];
+	uint64_t used;
+	uint64_t rng;
+	bool lru;
+};
+
+static uint32_t rnd(struct rstate *s, uint32_t n)
+{
+	s->rng = s->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (uint32_t)((s->rng >> 33) % n);
+}
+
+static bool is_fresh(struct rstate *s, const struct policy_entry *e)
+{
+	struct policy_dataset_stats st;
+
+	policy_dataset_stats(s->p, e->dataset, &st);
+	return e->last_epoch == st.epoch;
+}
+
+/* 1: unpinned in an idle dataset, 2: unpinned and read this epoch, 0: neither */
+static int category(struct rstate *s, const struct policy_entry *e)
+{
+	if (!e->linked || e->pinned)
+		return 0;
+	if (s->lru || !policy_dataset_active(s->p, e->dataset))
+		return 1;
+	return is_fresh(s, e) ? 2 : 0;
+}
+
+/* Evict one entry if the rules allow any; false when nothing may go. */
+static bool check_victim(struct rstate *s)
+{
+	uint64_t evictable = 0;
+	bool has[3] = {false, false, false};
+	struct policy_entry *v;
+
+	for (int i = 0; i < RN; i++) {
+		int c = category(s, &s->e[i]);
+
+		has[c] = true;
+		if (c)
+			evictable += s->e[i].size;
+	}
+	assert_true(policy_admit(s->p, s->ds[0], 10, evictable ? evictable : 1) == (evictable > 0));
+	assert_false(policy_admit(s->p, s->ds[0], 10, evictable + 1));
+	v = policy_victim(s->p);
+	if (!has[1] && !has[2]) {
+		assert_null(v);
+		return false;
+	}
+	assert_non_null(v);
+	assert_true(v >= s->e && v < s->e + RN);
+	assert_false(v->linked);
+	assert_false(v->pinned);
+	if (s->lru) {
+		/* any unpinned entry */
+	} else if (has[1]) {
+		assert_false(policy_dataset_active(s->p, v->dataset));
+	} else {
+		assert_true(policy_dataset_active(s->p, v->dataset));
+		assert_true(is_fresh(s, v));
+	}
+	s->used -= v->size;
+	return true;
+}
+
+static void check_totals(struct rstate *s)
+{
+	uint64_t entries[RDS] = {0}, bytes[RDS] = {0};
+	struct policy_dataset_stats st;
+
+	for (int i = 0; i < RN; i++) {
+		if (!s->e[i].linked)
+			continue;
+		entries[s->e[i].dataset]++;
+		bytes[s->e[i].dataset] += s->e[i].size;
+	}
+	for (int d = 0; d < RDS; d++) {
+		policy_dataset_stats(s->p, s->ds[d], &st);
+		assert_int_equal(st.entries, entries[d]);
+		assert_int_equal(st.bytes, bytes[d]);
+	}
+}
+
+static void random_run(const char *name)
+{
+	struct rstate *s = calloc(1, sizeof(*s));
+
+	assert_non_null(s);
+	s->p = create(name);
+	s->rng = 99;
+	s->lru = strcmp(name, "lru") == 0;
+	for (int d = 0; d < RDS; d++) {
+		char n[8];
+
+		snprintf(n, sizeof(n), "d%d", d);
+		s->ds[d] = policy_dataset(s->p, n);
+	}
+	policy_set_idle_window(s->p, 60);
+	for (int step = 0; step < 40000; step++) {
+		/* dataset 2 is read rarely, so it keeps going idle */
+		uint32_t i = rnd(s, RN), ds = i % RDS == 2 && rnd(s, 4) ? 0 : i % RDS;
+		struct policy_entry *e = &s->e[ds * (RN / RDS) + i % (RN / RDS)];
+		uint32_t op = rnd(s, 100);
+
+		if (op < 60) {
+			if (e->linked) {
+				policy_access(s->p, e);
+				continue;
+			}
+			e->dataset = s->ds[ds];
+			e->size = 1 + rnd(s, 19);
+			policy_miss(s->p, e->dataset);
+			if (!policy_admit(s->p, e->dataset, e->size,
+					  s->used + e->size > RCAP ? s->used + e->size - RCAP : 0))
+				continue;
+			while (s->used + e->size > RCAP)
+				check_victim(s);
+			policy_insert(s->p, e);
+			s->used += e->size;
+		} else if (op < 66) {
+			if (e->linked)
+				s->used -= e->size;
+			policy_remove(s->p, e);
+		} else if (op < 72) {
+			policy_pin(s->p, e, !e->pinned);
+		} else if (op < 74) {
+			policy_epoch_advance(s->p, s->ds[ds]);
+		} else if (op < 77) {
+			policy_hint_begin(s->p, s->ds[ds]);
+			for (int k = 0; k < RN; k++)
+				if (s->e[k].linked && s->e[k].dataset == s->ds[ds] && rnd(s, 8))
+					policy_set_next_use(s->p, &s->e[k], rnd(s, 1000));
+		} else if (op < 78) {
+			policy_hint_clear(s->p, s->ds[ds]);
+		} else if (op < 85) {
+			policy_set_next_use(s->p, e, rnd(s, 3) ? rnd(s, 1000) : POLICY_NO_USE);
+		} else if (op < 95) {
+			policy_miss(s->p, s->ds[ds]);
+		} else {
+			check_victim(s);
+		}
+		if (step % 97 == 0)
+			check_totals(s);
+	}
+	/* drain: with nothing pinned and every dataset idle, everything may go */
+	for (int i = 0; i < RN; i++)
+		policy_pin(s->p, &s->e[i], false);
+	policy_set_idle_window(s->p, 1);
+	policy_miss(s->p, s->ds[0]);
+	policy_miss(s->p, s->ds[0]);
+	policy_miss(s->p, s->ds[1]);
+	policy_miss(s->p, s->ds[2]);
+	while (check_victim(s))
+		;
+	if (!s->lru) {
+		/* d2, read last, is active: only its entries not yet read remain */
+		for (int i = 0; i < RN; i++) {
+			assert_true(!s->e[i].linked || s->e[i].dataset == s->ds[2]);
+			if (s->e[i].linked)
+				assert_false(is_fresh(s, &s->e[i]));
+		}
+		policy_miss(s->p, s->ds[0]);
+		while (check_victim(s))
+			;
+	}
+	assert_int_equal(s->used, 0);
+	check_totals(s);
+	policy_destroy(s->p);
+	free(s);
+}
+
+static void test_random_epoch(void **state)
+{
+	(void)state;
+	random_run("epoch");
+}
+
+static void test_random_lru(void **state)
+{
+	(void)state;
+	random_run("lru");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -563,6 +758,8 @@ int main(void)
 		cmocka_unit_test(test_epoch_hint_expires),
 		cmocka_unit_test(test_stats_counters),
 		cmocka_unit_test(test_epoch_many),
+		cmocka_unit_test(test_random_epoch),
+		cmocka_unit_test(test_random_lru),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
