@@ -85,7 +85,8 @@ int proto_check(const void *msg, size_t len, struct proto_hdr *h)
 	if ((size_t)h->len != len - PROTO_HDR_SIZE)
 		return -EBADMSG;
 	base = h->type & (uint16_t)~PROTO_REPLY;
-	if (base == 0 || base >= PROTO_TYPE_MAX)
+	/* A reply of base type 0 answers a request that could not be decoded. */
+	if (base >= PROTO_TYPE_MAX || (base == 0 && !(h->type & PROTO_REPLY)))
 		return -EBADMSG;
 	return 0;
 }
@@ -231,10 +232,10 @@ bool proto_path_under(const char *path, const char *prefix)
 const char *proto_type_name(uint16_t type)
 {
 	static const char *const names[PROTO_TYPE_MAX] = {
-		[PROTO_HELLO] = "hello", [PROTO_OPEN] = "open",     [PROTO_STAT] = "stat",
-		[PROTO_WARM] = "warm",   [PROTO_LIST] = "list",     [PROTO_STATUS] = "status",
-		[PROTO_LS] = "ls",       [PROTO_EVICT] = "evict",   [PROTO_DROP] = "drop",
-		[PROTO_PIN] = "pin",     [PROTO_EPOCH] = "epoch",   [PROTO_HINT] = "hint",
+		[PROTO_HELLO] = "hello",   [PROTO_OPEN] = "open",   [PROTO_STAT] = "stat",
+		[PROTO_WARM] = "warm",	   [PROTO_LIST] = "list",   [PROTO_STATUS] = "status",
+		[PROTO_LS] = "ls",	   [PROTO_EVICT] = "evict", [PROTO_DROP] = "drop",
+		[PROTO_PIN] = "pin",	   [PROTO_EPOCH] = "epoch", [PROTO_HINT] = "hint",
 		[PROTO_VERIFY] = "verify",
 	};
 	uint16_t base = type & (uint16_t)~PROTO_REPLY;

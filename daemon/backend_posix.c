@@ -1,0 +1,269 @@
+/*
+ * backend_posix.c - any mounted path: an NFS export, SMB, Lustre, a local disk.
+ *
+ * Objects are opened beneath the mount's source directory with openat2 and
+ * RESOLVE_BENEATH, so neither ".." nor a symlink can lead out of it. The
+ * validator is size + mtime_ns + inode.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "log.h"
+#include "proto.h"
+
+struct posix_mount {
+	pthread_mutex_t lock;
+	int rootfd; /* O_PATH directory, or -1 until the source is reachable */
+	const char *source;
+};
+
+static int posix_root(struct posix_mount *pm)
+{
+	int fd;
+
+	pthread_mutex_lock(&pm->lock);
+	if (pm->rootfd < 0)
+		pm->rootfd = open(pm->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	fd = pm->rootfd < 0 ? -errno : pm->rootfd;
+	pthread_mutex_unlock(&pm->lock);
+	return fd;
+}
+
+static int posix_init(struct mount *m, char *err, size_t errsz)
+{
+	struct posix_mount *pm = calloc(1, sizeof(*pm));
+	int fd;
+
+	if (!pm)
+		return -ENOMEM;
+	pthread_mutex_init(&pm->lock, NULL);
+	pm->rootfd = -1;
+	pm->source = m->cfg->source ? m->cfg->source : m->cfg->path;
+	m->priv = pm;
+	fd = posix_root(pm);
+	if (fd < 0) {
+		/* the NAS may come later; every request retries */
+		snprintf(err, errsz, "source %s is not reachable yet: %s", pm->source,
+			 strerror(-fd));
+		log_warn("mount source not reachable mount=%s source=%s err=\"%s\"", m->cfg->path,
+			 pm->source, strerror(-fd));
+	}
+	return 0;
+}
+
+static void posix_fini(struct mount *m)
+{
+	struct posix_mount *pm = m->priv;
+
+	if (!pm)
+		return;
+	if (pm->rootfd >= 0)
+		close(pm->rootfd);
+	pthread_mutex_destroy(&pm->lock);
+	free(pm);
+	m->priv = NULL;
+}
+
+static int open_beneath(int rootfd, const char *rel, uint64_t flags)
+{
+	struct open_how how = {
+		.flags = flags | O_CLOEXEC | O_NOCTTY,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	};
+	long fd;
+
+	fd = syscall(SYS_openat2, rootfd, rel[0] ? rel : ".", &how, sizeof(how));
+	if (fd < 0 && errno == ENOSYS) {
+		/* kernels before 5.6: the request path already refuses ".." */
+		fd = openat(rootfd, rel[0] ? rel : ".", (int)(flags | O_CLOEXEC | O_NOCTTY));
+	}
+	return fd < 0 ? -errno : (int)fd;
+}
+
+static void fill_validator(const struct stat *sb, struct validator *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->size = (uint64_t)sb->st_size;
+	v->mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000LL + sb->st_mtim.tv_nsec;
+	v->ino = sb->st_ino;
+	v->mode = sb->st_mode;
+	v->uid = sb->st_uid;
+	v->gid = sb->st_gid;
+}
+
+static int posix_open(struct mount *m, const char *rel, int *fdp, struct validator *v, char *err,
+		      size_t errsz)
+{
+	struct posix_mount *pm = m->priv;
+	struct stat sb;
+	int root, fd, rc;
+
+	root = posix_root(pm);
+	if (root < 0) {
+		snprintf(err, errsz, "source %s unreachable", pm->source);
+		return root;
+	}
+	fd = open_beneath(root, rel, O_RDONLY);
+	if (fd < 0) {
+		if (fd == -EXDEV)
+			snprintf(err, errsz, "path leads out of the mount");
+		return fd == -EXDEV ? -EACCES : fd;
+	}
+	if (fstat(fd, &sb) < 0) {
+		rc = -errno;
+		goto err_close;
+	}
+	if (S_ISDIR(sb.st_mode)) {
+		rc = -EISDIR;
+		goto err_close;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		snprintf(err, errsz, "not a regular file");
+		rc = -EINVAL;
+		goto err_close;
+	}
+	fill_validator(&sb, v);
+	*fdp = fd;
+	return 0;
+
+err_close:
+	close(fd);
+	return rc;
+}
+
+static int posix_stat(struct mount *m, const char *rel, struct validator *v, int *type, char *err,
+		      size_t errsz)
+{
+	struct posix_mount *pm = m->priv;
+	struct stat sb;
+	int root;
+
+	root = posix_root(pm);
+	if (root < 0) {
+		snprintf(err, errsz, "source %s unreachable", pm->source);
+		return root;
+	}
+	if (fstatat(root, rel[0] ? rel : ".", &sb, 0) < 0)
+		return -errno;
+	fill_validator(&sb, v);
+	*type = S_ISREG(sb.st_mode)   ? PROTO_FT_REG
+		: S_ISDIR(sb.st_mode) ? PROTO_FT_DIR
+				      : PROTO_FT_OTHER;
+	return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int posix_list(struct mount *m, const char *rel, const char *after,
+		      int (*fn)(const struct backend_dirent *de, void *arg), void *arg, char *err,
+		      size_t errsz)
+{
+	struct posix_mount *pm = m->priv;
+	size_t n = 0, cap = 0, i;
+	char **names = NULL;
+	struct dirent *e;
+	int root, fd, rc = 0;
+	DIR *dir;
+
+	root = posix_root(pm);
+	if (root < 0) {
+		snprintf(err, errsz, "source %s unreachable", pm->source);
+		return root;
+	}
+	fd = open_beneath(root, rel, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return fd == -EXDEV ? -EACCES : fd;
+	dir = fdopendir(fd);
+	if (!dir) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while ((e = readdir(dir))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (after[0] && strcmp(e->d_name, after) <= 0)
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 256;
+			char **nn = realloc(names, ncap * sizeof(*nn));
+
+			if (!nn) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			names = nn;
+			cap = ncap;
+		}
+		names[n] = strdup(e->d_name);
+		if (!names[n]) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		n++;
+	}
+	qsort(names, n, sizeof(*names), cmp_names);
+	for (i = 0; i < n; i++) {
+		struct backend_dirent de = {0};
+		struct stat sb;
+
+		snprintf(de.name, sizeof(de.name), "%s", names[i]);
+		if (fstatat(dirfd(dir), names[i], &sb, 0) < 0) {
+			de.type = PROTO_FT_OTHER; /* vanished or a dangling link */
+		} else {
+			de.type = S_ISREG(sb.st_mode)	? PROTO_FT_REG
+				  : S_ISDIR(sb.st_mode) ? PROTO_FT_DIR
+							: PROTO_FT_OTHER;
+			de.size = S_ISREG(sb.st_mode) ? (uint64_t)sb.st_size : 0;
+		}
+		if (fn(&de, arg))
+			break;
+	}
+out:
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	closedir(dir);
+	return rc;
+}
+
+const struct backend_ops backend_posix = {
+	.name = "posix",
+	.init = posix_init,
+	.fini = posix_fini,
+	.open = posix_open,
+	.stat = posix_stat,
+	.list = posix_list,
+};
+
+const struct backend_ops *backend_for(enum config_backend kind)
+{
+	switch (kind) {
+	case CONFIG_BACKEND_POSIX:
+		return &backend_posix;
+	default:
+		return NULL;
+	}
+}
+
+int backend_same_version(const struct validator *a, const struct validator *b)
+{
+	if (a->size != b->size)
+		return 0;
+	if (a->etag[0] || b->etag[0])
+		return strcmp(a->etag, b->etag) == 0;
+	return a->mtime_ns == b->mtime_ns && a->ino == b->ino;
+}

@@ -1,0 +1,726 @@
+/*
+ * fetch.c - lookup, validation, single flight, admission, copy, commit
+ * (see fetch.h). Loop thread, except the pool tasks' work functions.
+ */
+#include "fetch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "backend.h"
+#include "catalog.h"
+#include "log.h"
+#include "policy.h"
+#include "pool.h"
+#include "uring.h"
+
+#define COPY_CHUNK    (1u << 20)
+#define FETCH_RETRIES 3
+
+struct fetch {
+	struct pool_task task;
+	struct uring_req io;
+	struct granaryd *d;
+	struct mount *m;
+	char *path;
+	const char *rel;
+	struct fetch_waiter *waiters;
+	struct validator v;
+	int srcfd, tmpfd;
+	uint64_t id;
+	uint64_t off; /* bytes copied */
+	size_t wdone; /* bytes of the current chunk written */
+	size_t chunk; /* bytes of the current chunk read */
+	uint8_t *buf;
+	size_t bufsz;
+	XXH3_state_t *xx;
+	uint64_t checksum;
+	int err;
+	bool changed;	  /* the source changed while copied */
+	bool invalidated; /* dropped by a client while fetched */
+	bool admitted;
+	unsigned attempts;
+	int64_t start_ns;
+	char msg[256];
+};
+
+/* A validation of a cached object against its source. */
+struct validate {
+	struct pool_task task;
+	struct granaryd *d;
+	struct mount *m;
+	struct fetch_waiter *w;
+	struct validator v;
+	int type;
+	int err;
+	char msg[256];
+	char path[];
+};
+
+static struct object *entry_object(struct policy_entry *e)
+{
+	return (struct object *)((char *)e - offsetof(struct object, pe));
+}
+
+static const char *rel_of(const struct mount *m, const char *path)
+{
+	size_t n = strlen(m->cfg->path);
+	const char *r = path + n;
+
+	if (n == 1)
+		return path + 1;
+	return *r == '/' ? r + 1 : r;
+}
+
+static bool needs_validation(struct granaryd *d, const struct object *o)
+{
+	const struct config_mount *cm = o->mount->cfg;
+
+	switch (cm->consistency) {
+	case CONFIG_CONSISTENCY_IMMUTABLE:
+		return false;
+	case CONFIG_CONSISTENCY_TTL:
+		return granaryd_now_ns() - o->validated_ns >= (int64_t)cm->ttl_ns;
+	case CONFIG_CONSISTENCY_STRICT:
+	default:
+		(void)d;
+		return true;
+	}
+}
+
+static void record_hit(struct granaryd *d, struct object *o, struct fetch_waiter *w)
+{
+	if (!w->foreground)
+		return;
+	d->c.hits++;
+	o->mount->hits++;
+	o->last_access = granaryd_realtime_s();
+	if (o->in_policy)
+		policy_access(d->policy, &o->pe);
+}
+
+static void answer_hit(struct granaryd *d, struct object *o, struct fetch_waiter *w)
+{
+	record_hit(d, o, w);
+	w->size = o->v.size;
+	w->done(w, o, -1, 0, "", PROTO_SRC_LOCAL);
+}
+
+/* ---- dropping and eviction ---- */
+
+static void object_forget(struct granaryd *d, struct object *o)
+{
+	struct mount *m = o->mount;
+
+	store_object_unlink(&d->store, o->id);
+	catalog_del(d->cat, o->id);
+	d->used -= o->v.size;
+	m->objects--;
+	m->bytes -= o->v.size;
+	index_del(d->idx, o);
+}
+
+void fetch_drop(struct granaryd *d, struct object *o, bool evicted)
+{
+	if (o->state == OBJ_FETCHING) {
+		if (o->fetch)
+			o->fetch->invalidated = true;
+		return;
+	}
+	if (o->in_policy)
+		policy_remove(d->policy, &o->pe);
+	o->in_policy = false;
+	if (evicted)
+		d->c.evictions++;
+	object_forget(d, o);
+}
+
+static void evict_one(struct granaryd *d, struct policy_entry *e)
+{
+	struct object *o = entry_object(e);
+
+	o->in_policy = false; /* policy_victim unlinked it */
+	d->c.evictions++;
+	log_debug("evicted path=%s bytes=%llu", o->path, (unsigned long long)o->v.size);
+	object_forget(d, o);
+}
+
+/*
+ * Make room for @size new bytes of dataset @ds. Returns true when they fit
+ * under the high watermark; evicts down to the low one where the policy allows.
+ */
+static bool make_room(struct granaryd *d, uint32_t ds, uint64_t size)
+{
+	uint64_t after = d->used + d->reserved + size;
+	struct policy_entry *e;
+
+	if (size > d->high)
+		return false;
+	if (after <= d->high)
+		return true;
+	if (!policy_admit(d->policy, ds, size, after - d->high))
+		return false;
+	while (d->used + d->reserved + size > d->low && (e = policy_victim(d->policy)))
+		evict_one(d, e);
+	return d->used + d->reserved + size <= d->high;
+}
+
+void fetch_trim(struct granaryd *d)
+{
+	struct policy_entry *e;
+
+	if (d->used + d->reserved <= d->high)
+		return;
+	while (d->used + d->reserved > d->low && (e = policy_victim(d->policy)))
+		evict_one(d, e);
+}
+
+/* ---- completing a fetch ---- */
+
+static void fetch_free(struct fetch *f)
+{
+	if (f->srcfd >= 0)
+		close(f->srcfd);
+	if (f->tmpfd >= 0)
+		close(f->tmpfd);
+	if (f->xx)
+		XXH3_freeState(f->xx);
+	free(f->buf);
+	free(f->path);
+	free(f);
+}
+
+static void release_staging(struct fetch *f)
+{
+	struct granaryd *d = f->d;
+
+	if (f->tmpfd >= 0) {
+		close(f->tmpfd);
+		f->tmpfd = -1;
+	}
+	if (f->admitted) {
+		store_tmp_unlink(&d->store, f->id);
+		d->reserved -= f->v.size;
+		f->admitted = false;
+	}
+}
+
+static void fetch_fail(struct fetch *f, int err, const char *msg)
+{
+	struct granaryd *d = f->d;
+	struct fetch_waiter *w = f->waiters, *next;
+	struct object *o = index_get(d->idx, f->path);
+
+	if (err != -ENOENT && err != -EISDIR && err != -EACCES && err != -EPERM) {
+		d->c.fetch_errors++;
+		log_errno(LOG_WARNING, err, "fetch failed mount=%s path=%s detail=\"%s\"",
+			  f->m->cfg->path, f->path, msg);
+	}
+	release_staging(f);
+	if (o && o->fetch == f)
+		index_del(d->idx, o);
+	d->fetches_inflight--;
+	f->waiters = NULL;
+	for (; w; w = next) {
+		next = w->next;
+		w->done(w, NULL, -1, err, msg, PROTO_SRC_BACKEND);
+	}
+	fetch_free(f);
+}
+
+static int reopen_fd(int fd)
+{
+	char p[64];
+	int nfd;
+
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	nfd = open(p, O_RDONLY | O_CLOEXEC);
+	return nfd < 0 ? -errno : nfd;
+}
+
+/* The policy will not keep it: hand each reader the source itself. */
+static void fetch_direct(struct fetch *f)
+{
+	struct granaryd *d = f->d;
+	struct fetch_waiter *w = f->waiters, *next;
+	struct object *o = index_get(d->idx, f->path);
+
+	d->c.not_admitted++;
+	if (o && o->fetch == f)
+		index_del(d->idx, o);
+	d->fetches_inflight--;
+	f->waiters = NULL;
+	for (; w; w = next) {
+		int fd = -1;
+
+		next = w->next;
+		w->size = f->v.size;
+		if (w->want_fd) {
+			fd = reopen_fd(f->srcfd);
+			if (fd < 0) {
+				w->done(w, NULL, -1, fd, "cannot reopen the source",
+					PROTO_SRC_DIRECT);
+				continue;
+			}
+			d->c.bytes_direct += f->v.size;
+		}
+		w->done(w, NULL, fd, 0, "", PROTO_SRC_DIRECT);
+	}
+	fetch_free(f);
+}
+
+static void fetch_start(struct fetch *f);
+
+static void fetch_committed(struct fetch *f)
+{
+	struct granaryd *d = f->d;
+	struct mount *m = f->m;
+	struct fetch_waiter *w = f->waiters, *next;
+	struct object *o = index_get(d->idx, f->path);
+	bool read = false;
+	struct catalog_row row;
+
+	d->reserved -= f->v.size;
+	f->admitted = false;
+	d->fetches_inflight--;
+	if (!o || o->fetch != f) {
+		/* cannot happen: a fetching object is only removed by its fetch */
+		store_object_unlink(&d->store, f->id);
+		fetch_fail(f, -EIO, "internal: object vanished during fetch");
+		return;
+	}
+	o->state = OBJ_CACHED;
+	o->fetch = NULL;
+	o->id = f->id;
+	o->v = f->v;
+	o->checksum = f->checksum;
+	o->validated_ns = granaryd_now_ns();
+	o->last_access = granaryd_realtime_s();
+	o->verified = true;
+	d->used += f->v.size;
+	m->objects++;
+	m->bytes += f->v.size;
+	d->c.fetches++;
+	d->c.bytes_backend += f->v.size;
+
+	for (w = f->waiters; w; w = w->next)
+		read |= w->foreground;
+	o->pe.size = f->v.size;
+	o->pe.dataset = m->dataset;
+	o->pe.pinned = false;
+	if (read)
+		policy_insert(d->policy, &o->pe);
+	else
+		policy_insert_unread(d->policy, &o->pe);
+	o->in_policy = true;
+
+	memset(&row, 0, sizeof(row));
+	row.id = o->id;
+	row.path = o->path;
+	row.mount = m->cfg->path;
+	row.size = o->v.size;
+	row.mtime_ns = o->v.mtime_ns;
+	row.ino = o->v.ino;
+	row.mode = o->v.mode;
+	row.uid = o->v.uid;
+	row.gid = o->v.gid;
+	row.etag = o->v.etag;
+	row.checksum = o->checksum;
+	row.last_access = o->last_access;
+	catalog_put(d->cat, &row);
+
+	log_debug("fetched path=%s bytes=%llu ms=%.3f", o->path, (unsigned long long)o->v.size,
+		  (double)(granaryd_now_ns() - f->start_ns) / 1e6);
+	w = f->waiters;
+	f->waiters = NULL;
+	for (; w; w = next) {
+		next = w->next;
+		w->size = f->v.size;
+		/* re-look-up: an earlier waiter's answer cannot drop it, but be safe */
+		o = index_get(d->idx, f->path);
+		if (!o) {
+			w->done(w, NULL, -1, -EAGAIN, "object dropped while answering",
+				PROTO_SRC_BACKEND);
+			continue;
+		}
+		w->done(w, o, -1, 0, "", PROTO_SRC_BACKEND);
+	}
+	fetch_free(f);
+}
+
+/* worker thread: check the source did not change, sync, rename into place */
+static void finish_work(struct pool_task *t)
+{
+	struct fetch *f = (struct fetch *)t;
+	struct stat sb;
+
+	f->err = 0;
+	if (fstat(f->srcfd, &sb) < 0) {
+		f->err = -errno;
+		snprintf(f->msg, sizeof(f->msg), "fstat of the source failed");
+		return;
+	}
+	if ((uint64_t)sb.st_size != f->v.size ||
+	    (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec != f->v.mtime_ns) {
+		f->changed = true;
+		return;
+	}
+	if (f->d->cfg->cache.durability == CONFIG_DURABILITY_FSYNC && fsync(f->tmpfd) < 0) {
+		f->err = -errno;
+		snprintf(f->msg, sizeof(f->msg), "fsync of the staging file failed");
+		return;
+	}
+	close(f->tmpfd);
+	f->tmpfd = -1;
+	f->err = store_commit(&f->d->store, f->id);
+	if (f->err)
+		snprintf(f->msg, sizeof(f->msg), "rename into the cache failed");
+}
+
+static void retry_or_fail(struct fetch *f, const char *why)
+{
+	release_staging(f);
+	if (++f->attempts >= FETCH_RETRIES) {
+		fetch_fail(f, -EAGAIN, why);
+		return;
+	}
+	f->d->c.refetches_changed++;
+	close(f->srcfd);
+	f->srcfd = -1;
+	f->changed = f->invalidated = false;
+	f->off = 0;
+	f->d->fetches_inflight--;
+	fetch_start(f);
+}
+
+static void finish_done(struct pool_task *t)
+{
+	struct fetch *f = (struct fetch *)t;
+
+	if (f->changed) {
+		retry_or_fail(f, "the source kept changing while it was copied");
+		return;
+	}
+	if (f->err) {
+		fetch_fail(f, f->err, f->msg);
+		return;
+	}
+	if (f->invalidated) {
+		/* written by a client after we began: the copy may be old */
+		store_object_unlink(&f->d->store, f->id);
+		retry_or_fail(f, "the source kept changing while it was copied");
+		return;
+	}
+	f->checksum = XXH3_64bits_digest(f->xx);
+	fetch_committed(f);
+}
+
+static void copy_step(struct fetch *f);
+
+static void write_done(struct uring_req *r)
+{
+	struct fetch *f = r->arg;
+
+	if (r->res < 0) {
+		if (r->res == -ENOSPC)
+			log_err("cache filesystem is full dir=%s", f->d->store.dir);
+		snprintf(f->msg, sizeof(f->msg), "writing the staging file failed: %s",
+			 strerror((int)-r->res));
+		fetch_fail(f, (int)r->res, f->msg);
+		return;
+	}
+	f->wdone += (size_t)r->res;
+	if (f->wdone < f->chunk) {
+		r->buf = f->buf + f->wdone;
+		r->len = f->chunk - f->wdone;
+		r->off = (off_t)(f->off + f->wdone);
+		uring_submit(f->d->io, r);
+		return;
+	}
+	f->off += f->chunk;
+	copy_step(f);
+}
+
+static void read_done(struct uring_req *r)
+{
+	struct fetch *f = r->arg;
+
+	if (f->d->stopping) {
+		fetch_fail(f, -ECANCELED, "granaryd is shutting down");
+		return;
+	}
+	if (r->res < 0) {
+		snprintf(f->msg, sizeof(f->msg), "reading the source failed: %s",
+			 strerror((int)-r->res));
+		fetch_fail(f, (int)r->res, f->msg);
+		return;
+	}
+	if (r->res == 0) {
+		/* shorter than it said: it is being rewritten */
+		retry_or_fail(f, "the source kept changing while it was copied");
+		return;
+	}
+	f->chunk = (size_t)r->res;
+	f->wdone = 0;
+	XXH3_64bits_update(f->xx, f->buf, f->chunk);
+	r->op = URING_WRITE;
+	r->fd = f->tmpfd;
+	r->buf = f->buf;
+	r->len = f->chunk;
+	r->off = (off_t)f->off;
+	r->done = write_done;
+	uring_submit(f->d->io, r);
+}
+
+static void copy_step(struct fetch *f)
+{
+	uint64_t left = f->v.size - f->off;
+
+	if (left == 0) {
+		f->task.work = finish_work;
+		f->task.done = finish_done;
+		pool_submit(f->d->pool, &f->task);
+		return;
+	}
+	memset(&f->io, 0, sizeof(f->io));
+	f->io.op = URING_READ;
+	f->io.fd = f->srcfd;
+	f->io.buf = f->buf;
+	f->io.len = left < f->bufsz ? (size_t)left : f->bufsz;
+	f->io.off = (off_t)f->off;
+	f->io.done = read_done;
+	f->io.arg = f;
+	uring_submit(f->d->io, &f->io);
+}
+
+/* worker thread: open the source */
+static void open_work(struct pool_task *t)
+{
+	struct fetch *f = (struct fetch *)t;
+
+	f->msg[0] = '\0';
+	f->err = f->m->ops->open(f->m, f->rel, &f->srcfd, &f->v, f->msg, sizeof(f->msg));
+}
+
+static void open_done(struct pool_task *t)
+{
+	struct fetch *f = (struct fetch *)t;
+	struct granaryd *d = f->d;
+	size_t want;
+	int fd;
+
+	if (f->err) {
+		fetch_fail(f, f->err, f->msg);
+		return;
+	}
+	if (d->stopping) {
+		fetch_fail(f, -ECANCELED, "granaryd is shutting down");
+		return;
+	}
+	if (!make_room(d, f->m->dataset, f->v.size)) {
+		fetch_direct(f);
+		return;
+	}
+	f->admitted = true;
+	d->reserved += f->v.size;
+	f->id = d->next_id++;
+	fd = store_tmp_create(&d->store, f->id);
+	if (fd < 0) {
+		log_errno(LOG_ERR, fd, "cannot create staging file dir=%s", d->store.dir);
+		fetch_fail(f, fd, "cannot create a staging file in the cache");
+		return;
+	}
+	f->tmpfd = fd;
+	want = f->v.size < COPY_CHUNK ? (size_t)f->v.size : COPY_CHUNK;
+	if (want == 0)
+		want = 1;
+	if (f->bufsz < want) {
+		free(f->buf);
+		f->buf = malloc(want);
+		f->bufsz = f->buf ? want : 0;
+		if (!f->buf) {
+			fetch_fail(f, -ENOMEM, "out of memory");
+			return;
+		}
+	}
+	XXH3_64bits_reset(f->xx);
+	f->off = 0;
+	copy_step(f);
+}
+
+static void fetch_start(struct fetch *f)
+{
+	f->d->fetches_inflight++;
+	f->start_ns = granaryd_now_ns();
+	f->task.work = open_work;
+	f->task.done = open_done;
+	pool_submit(f->d->pool, &f->task);
+}
+
+static void fetch_new(struct granaryd *d, struct mount *m, const char *path, struct fetch_waiter *w)
+{
+	struct fetch *f = calloc(1, sizeof(*f));
+	struct object *o;
+
+	if (!f || !(f->path = strdup(path)) || !(f->xx = XXH3_createState())) {
+		if (f) {
+			free(f->path);
+			free(f);
+		}
+		w->done(w, NULL, -1, -ENOMEM, "out of memory", PROTO_SRC_BACKEND);
+		return;
+	}
+	o = index_add(d->idx, path, m);
+	if (!o) {
+		XXH3_freeState(f->xx);
+		free(f->path);
+		free(f);
+		w->done(w, NULL, -1, -ENOMEM, "out of memory", PROTO_SRC_BACKEND);
+		return;
+	}
+	o->state = OBJ_FETCHING;
+	o->fetch = f;
+	f->d = d;
+	f->m = m;
+	f->rel = rel_of(m, f->path);
+	f->srcfd = f->tmpfd = -1;
+	w->next = NULL;
+	f->waiters = w;
+	fetch_start(f);
+}
+
+static void miss(struct granaryd *d, struct mount *m, const char *path, struct fetch_waiter *w)
+{
+	struct object *o = index_get(d->idx, path);
+
+	if (o && o->state == OBJ_FETCHING) {
+		w->next = o->fetch->waiters;
+		o->fetch->waiters = w;
+		return;
+	}
+	fetch_new(d, m, path, w);
+}
+
+/* ---- validation of cached objects ---- */
+
+static void validate_work(struct pool_task *t)
+{
+	struct validate *v = (struct validate *)t;
+	const char *rel = rel_of(v->m, v->path);
+
+	v->msg[0] = '\0';
+	v->err = v->m->ops->stat(v->m, rel, &v->v, &v->type, v->msg, sizeof(v->msg));
+}
+
+static void validate_done(struct pool_task *t)
+{
+	struct validate *v = (struct validate *)t;
+	struct granaryd *d = v->d;
+	struct fetch_waiter *w = v->w;
+	struct object *o = index_get(d->idx, v->path);
+
+	d->c.validations++;
+	if (!o || o->state != OBJ_CACHED) {
+		/* dropped or refetching meanwhile: start over */
+		fetch_get(d, v->m, v->path, w);
+	} else if (v->err == -ENOENT) {
+		fetch_drop(d, o, false);
+		w->done(w, NULL, -1, -ENOENT, "the source no longer exists", PROTO_SRC_BACKEND);
+	} else if (v->err) {
+		w->done(w, NULL, -1, v->err,
+			v->msg[0] ? v->msg : "cannot validate against the source",
+			PROTO_SRC_BACKEND);
+	} else if (v->type == PROTO_FT_REG && backend_same_version(&o->v, &v->v)) {
+		o->validated_ns = granaryd_now_ns();
+		/* permissions may change without the content changing */
+		o->v.mode = v->v.mode;
+		o->v.uid = v->v.uid;
+		o->v.gid = v->v.gid;
+		answer_hit(d, o, w);
+	} else {
+		d->c.refetches_changed++;
+		log_debug("source changed path=%s", o->path);
+		fetch_drop(d, o, false);
+		fetch_get(d, v->m, v->path, w);
+	}
+	free(v);
+}
+
+void fetch_get(struct granaryd *d, struct mount *m, const char *path, struct fetch_waiter *w)
+{
+	struct object *o = index_get(d->idx, path);
+
+	w->next = NULL;
+	if (o && o->state == OBJ_CACHED) {
+		size_t n;
+		struct validate *v;
+
+		if (!needs_validation(d, o)) {
+			answer_hit(d, o, w);
+			return;
+		}
+		n = strlen(path) + 1;
+		v = calloc(1, sizeof(*v) + n);
+		if (!v) {
+			w->done(w, NULL, -1, -ENOMEM, "out of memory", PROTO_SRC_LOCAL);
+			return;
+		}
+		memcpy(v->path, path, n);
+		v->d = d;
+		v->m = m;
+		v->w = w;
+		v->task.work = validate_work;
+		v->task.done = validate_done;
+		pool_submit(d->pool, &v->task);
+		return;
+	}
+	if (w->foreground) {
+		d->c.misses++;
+		m->misses++;
+		policy_miss(d->policy, m->dataset);
+	}
+	miss(d, m, path, w);
+}
+
+int fetch_open_cached(struct granaryd *d, struct object *o)
+{
+	int fd = store_object_open(&d->store, o->id, o->v.size);
+
+	if (fd == -EIO || fd == -ENOENT) {
+		log_warn("cache file damaged or missing, dropped path=%s id=%llu", o->path,
+			 (unsigned long long)o->id);
+		fetch_drop(d, o, false);
+	}
+	return fd;
+}
+
+struct object *fetch_restore(struct granaryd *d, struct mount *m, const char *path, uint64_t id,
+			     const struct validator *v, uint64_t checksum, bool pinned)
+{
+	struct object *o = index_add(d->idx, path, m);
+
+	if (!o)
+		return NULL;
+	o->state = OBJ_CACHED;
+	o->id = id;
+	o->v = *v;
+	o->checksum = checksum;
+	o->validated_ns = granaryd_now_ns();
+	o->pe.size = v->size;
+	o->pe.dataset = m->dataset;
+	policy_insert_unread(d->policy, &o->pe);
+	o->in_policy = true;
+	if (pinned)
+		policy_pin(d->policy, &o->pe, true);
+	d->used += v->size;
+	m->objects++;
+	m->bytes += v->size;
+	return o;
+}

@@ -1,0 +1,68 @@
+/*
+ * fetch.h - getting an object into the cache: lookup, validation, single
+ * flight, admission, the copy into a staging file, and the commit.
+ *
+ * Owns: struct fetch (one per object being fetched), the space accounting of
+ * admissions and evictions, and dropping objects from the cache.
+ *
+ * DESIGN: fetch_get() is the one entry for every read and warm. A cached,
+ * valid object answers at once; a cached object whose source changed is
+ * dropped and fetched again; concurrent misses of one object wait on one
+ * fetch. A fetch opens the source on a worker thread, asks the policy for room,
+ * copies with io_uring (or the thread fallback) into tmp/<id>, checks that the
+ * source did not change while it was copied, renames into objects/ and only
+ * then records the object and answers its waiters. A miss the policy will not
+ * admit is answered with a descriptor of the source itself ("direct").
+ */
+#ifndef GRANARY_FETCH_H
+#define GRANARY_FETCH_H
+
+#include <stdbool.h>
+
+#include "granaryd.h"
+#include "proto.h"
+
+struct fetch_waiter;
+
+/*
+ * Called on the loop thread when the object is ready or failed. On success
+ * @o is the cached object (valid during the call) and @direct_fd is -1, or
+ * @o is NULL and @direct_fd is a read-only descriptor of the source that the
+ * callee now owns. On failure @err is -errno and @msg a sentence for the user
+ * (maybe empty).
+ */
+typedef void (*fetch_done_fn)(struct fetch_waiter *w, struct object *o, int direct_fd, int err,
+			      const char *msg, enum proto_source src);
+
+struct fetch_waiter {
+	struct fetch_waiter *next;
+	fetch_done_fn done;
+	bool foreground; /* a process waits on it (counts as a read) */
+	bool want_fd;	 /* a direct miss must produce a descriptor */
+	uint64_t size;	 /* set before done(): the object's size */
+};
+
+/*
+ * Make the object at @path (normalised, under @m) available and call
+ * @w->done exactly once, maybe before returning. @w must stay valid until
+ * then.
+ */
+void fetch_get(struct granaryd *d, struct mount *m, const char *path, struct fetch_waiter *w);
+
+/*
+ * Remove a cached object: its file, catalog row, index entry, policy entry.
+ * An object being fetched is marked so that the fetch starts over.
+ */
+void fetch_drop(struct granaryd *d, struct object *o, bool evicted);
+
+/* Evict down to the low watermark when above the high one. */
+void fetch_trim(struct granaryd *d);
+
+/* Open a descriptor of the cached object @o for a reader, or -errno. */
+int fetch_open_cached(struct granaryd *d, struct object *o);
+
+/* Record a cached object found in the catalog at start-up. */
+struct object *fetch_restore(struct granaryd *d, struct mount *m, const char *path, uint64_t id,
+			     const struct validator *v, uint64_t checksum, bool pinned);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * granaryd.h - the one struct of daemon state, and the mounts.
+ *
+ * Owns: struct granaryd (everything the loop thread owns), struct mount (a
+ * configured path prefix bound to a backend), the daemon-wide counters, and
+ * the space accounting of the cache (used, reserved, watermarks).
+ *
+ * DESIGN: a single libevent loop thread owns every field here. Worker threads
+ * (pool.c), the catalog writer and io_uring completions never touch it; their
+ * results come back to the loop as callbacks. docs/threads.md says more.
+ */
+#ifndef GRANARY_GRANARYD_H
+#define GRANARY_GRANARYD_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "index.h"
+#include "store.h"
+
+struct backend_ops;
+struct policy;
+struct catalog;
+struct pool;
+struct uring;
+struct server;
+struct hint;
+
+struct mount {
+	const struct config_mount *cfg;
+	const struct backend_ops *ops;
+	void *priv;	  /* the backend's own state */
+	uint32_t dataset; /* policy dataset id */
+	uint64_t objects, bytes;
+	uint64_t hits, misses;
+	struct hint *hint; /* the hinted order of the coming epoch, if any */
+};
+
+struct counters {
+	uint64_t requests, bad_requests;
+	uint64_t opens, hits, misses;
+	uint64_t bytes_local, bytes_backend, bytes_peer, bytes_direct;
+	uint64_t fetches, fetch_errors, refetches_changed;
+	uint64_t evictions, not_admitted;
+	uint64_t validations;
+	uint64_t denied;
+};
+
+struct granaryd {
+	struct config *cfg;
+	struct event_base *base;
+	struct pool *pool;
+	struct uring *io;
+	struct store store;
+	struct catalog *cat;
+	struct index *idx;
+	struct policy *policy;
+	struct server *srv;
+	struct event *sig_term, *sig_int, *sig_hup, *stop_timer;
+
+	size_t n_mounts;
+	struct mount *mounts;
+
+	uint64_t next_id;   /* next cache file id */
+	uint64_t used;	    /* bytes of complete objects */
+	uint64_t reserved;  /* bytes promised to fetches in flight */
+	uint64_t high, low; /* watermarks in bytes */
+	unsigned fetches_inflight;
+
+	struct counters c;
+	int64_t start_mono_ns;
+	bool stopping;
+};
+
+/* The mount serving @path (normalised), or NULL. */
+struct mount *granaryd_mount_find(struct granaryd *d, const char *path);
+/* A mount's dataset id for an explicit dataset name or path. */
+struct mount *granaryd_mount_by_dataset(struct granaryd *d, const char *name);
+
+int64_t granaryd_now_ns(void);	   /* CLOCK_MONOTONIC */
+int64_t granaryd_realtime_s(void); /* CLOCK_REALTIME seconds */
+
+/* Begin the ordered shutdown (signals, tests). */
+void granaryd_stop(struct granaryd *d);
+
+#endif
