@@ -272,14 +272,15 @@ bool policy_admit(struct policy *p, uint32_t ds, uint64_t size, uint64_t need)
 	return p->ops->admit(p, d, size, need);
 }
 
-void policy_insert(struct policy *p, struct policy_entry *e)
+static void policy_insert_as(struct policy *p, struct policy_entry *e, bool read)
 {
 	struct policy_ds *d = policy_ds_of(p, e);
 
 	if (!d || e->list != POLICY_LIST_NONE)
 		return;
 	policy_ds_touch(p, d);
-	e->last_epoch = d->epoch;
+	/* epochs start at 1: last_epoch 0 means never read */
+	e->last_epoch = read ? d->epoch : d->epoch - 1;
 	e->last_access = p->clock;
 	e->prev = NULL;
 	e->next = NULL;
@@ -292,6 +293,16 @@ void policy_insert(struct policy *p, struct policy_entry *e)
 		return;
 	}
 	p->ops->insert(p, e);
+}
+
+void policy_insert(struct policy *p, struct policy_entry *e)
+{
+	policy_insert_as(p, e, true);
+}
+
+void policy_insert_unread(struct policy *p, struct policy_entry *e)
+{
+	policy_insert_as(p, e, false);
 }
 
 static void policy_forget(struct policy *p, struct policy_ds *d, struct policy_entry *e)
