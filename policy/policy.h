@@ -95,7 +95,11 @@ void policy_access(struct policy *p, struct policy_entry *e);
  */
 bool policy_admit(struct policy *p, uint32_t ds, uint64_t size, uint64_t need);
 
-/* @e enters the cache; it counts as read in the current epoch of its dataset. */
+/*
+ * @e enters the cache; it counts as read in the current epoch of its dataset.
+ * The policy-owned fields must be zero (a calloc'd object) or as
+ * policy_victim/policy_remove left them; an entry already in is ignored.
+ */
 void policy_insert(struct policy *p, struct policy_entry *e);
 
 /*

@@ -434,6 +434,57 @@ static void test_epoch_hint_expires(void **state)
 	policy_destroy(f.p);
 }
 
+/* Warmed or restored entries wait for their read; reading them is no repeat. */
+static void test_insert_unread(void **state)
+{
+	struct fixture f = {.p = create("epoch")};
+	uint32_t ds = policy_dataset(f.p, "d");
+	uint32_t other = policy_dataset(f.p, "other");
+	struct policy_dataset_stats st;
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		f.e[i].dataset = ds;
+		f.e[i].size = 10;
+		policy_insert_unread(f.p, &f.e[i]);
+	}
+	policy_dataset_stats(f.p, ds, &st);
+	assert_int_equal(st.entries, 3);
+	assert_int_equal(st.bytes, 30);
+	assert_int_equal(st.hits + st.misses, 0);
+	/* the warmed dataset counts as active: nothing may go */
+	assert_true(policy_dataset_active(f.p, ds));
+	assert_false(policy_admit(f.p, other, 10, 1));
+	assert_null(policy_victim(f.p));
+	/* the first read of each is a hit in epoch 1, then it may go */
+	policy_access(f.p, &f.e[1]);
+	policy_access(f.p, &f.e[0]);
+	policy_dataset_stats(f.p, ds, &st);
+	assert_int_equal(st.epoch, 1);
+	assert_int_equal(st.hits, 2);
+	assert_ptr_equal(policy_victim(f.p), &f.e[1]);
+	assert_ptr_equal(policy_victim(f.p), &f.e[0]);
+	assert_null(policy_victim(f.p));
+	/* idle long enough, the unread one goes too */
+	policy_set_idle_window(f.p, 2);
+	policy_miss(f.p, other);
+	policy_miss(f.p, other);
+	assert_ptr_equal(policy_victim(f.p), &f.e[2]);
+	policy_destroy(f.p);
+
+	/* lru: an unread entry is simply the most recent */
+	f.p = create("lru");
+	ds = policy_dataset(f.p, "d");
+	miss_insert(f.p, &f.e[0], ds, 1);
+	memset(&f.e[1], 0, sizeof(f.e[1]));
+	f.e[1].dataset = ds;
+	f.e[1].size = 1;
+	policy_insert_unread(f.p, &f.e[1]);
+	assert_ptr_equal(policy_victim(f.p), &f.e[0]);
+	assert_ptr_equal(policy_victim(f.p), &f.e[1]);
+	policy_destroy(f.p);
+}
+
 static void test_stats_counters(void **state)
 {
 	struct fixture f = {.p = create("lru")};
@@ -669,13 +720,19 @@ static void random_run(const char *name)
 			}
 			e->dataset = s->ds[ds];
 			e->size = 1 + rnd(s, 19);
-			policy_miss(s->p, e->dataset);
+			bool prefetch = rnd(s, 5) == 0;
+
+			if (!prefetch)
+				policy_miss(s->p, e->dataset);
 			if (!policy_admit(s->p, e->dataset, e->size,
 					  s->used + e->size > RCAP ? s->used + e->size - RCAP : 0))
 				continue;
 			while (s->used + e->size > RCAP)
 				check_victim(s);
-			policy_insert(s->p, e);
+			if (prefetch)
+				policy_insert_unread(s->p, e);
+			else
+				policy_insert(s->p, e);
 			s->used += e->size;
 		} else if (op < 66) {
 			if (e->linked)
@@ -756,6 +813,7 @@ int main(void)
 		cmocka_unit_test(test_epoch_admit_unread_only),
 		cmocka_unit_test(test_epoch_hint_farthest),
 		cmocka_unit_test(test_epoch_hint_expires),
+		cmocka_unit_test(test_insert_unread),
 		cmocka_unit_test(test_stats_counters),
 		cmocka_unit_test(test_epoch_many),
 		cmocka_unit_test(test_random_epoch),
