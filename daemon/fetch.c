@@ -17,6 +17,7 @@
 #include "backend.h"
 #include "catalog.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "pool.h"
 #include "uring.h"
@@ -227,6 +228,7 @@ static void fetch_fail(struct fetch *f, int err, const char *msg)
 	if (o && o->fetch == f)
 		index_del(d->idx, o);
 	d->fetches_inflight--;
+	metrics_fetch_observed(d, f->m, (double)(granaryd_now_ns() - f->start_ns) / 1e9, 0, err);
 	f->waiters = NULL;
 	for (; w; w = next) {
 		next = w->next;
@@ -336,6 +338,7 @@ static void fetch_committed(struct fetch *f)
 	row.last_access = o->last_access;
 	catalog_put(d->cat, &row);
 
+	metrics_fetch_observed(d, m, (double)(granaryd_now_ns() - f->start_ns) / 1e9, f->v.size, 0);
 	log_debug("fetched path=%s bytes=%llu ms=%.3f", o->path, (unsigned long long)o->v.size,
 		  (double)(granaryd_now_ns() - f->start_ns) / 1e6);
 	w = f->waiters;

@@ -29,6 +29,7 @@ struct pool;
 struct uring;
 struct server;
 struct hint;
+struct metrics;
 
 struct mount {
 	const struct config_mount *cfg;
@@ -60,6 +61,7 @@ struct granaryd {
 	struct index *idx;
 	struct policy *policy;
 	struct server *srv;
+	struct metrics *metrics;
 	struct event *sig_term, *sig_int, *sig_hup, *stop_timer;
 
 	size_t n_mounts;

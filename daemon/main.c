@@ -26,6 +26,7 @@
 #include "granaryd.h"
 #include "hint.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "pool.h"
 #include "proto.h"
@@ -323,6 +324,7 @@ static void teardown(struct granaryd *d)
 {
 	size_t i;
 
+	metrics_stop(d);
 	server_destroy(d);
 	pool_destroy(d->pool);
 	uring_destroy(d->io);
@@ -463,6 +465,8 @@ int main(int argc, char **argv)
 	if (catalog_start(d.cat, cfg.cache.commit_interval_ns) < 0)
 		goto out;
 	if (server_start(&d) < 0)
+		goto out;
+	if (metrics_start(&d) < 0)
 		goto out;
 
 	d.sig_term = evsignal_new(d.base, SIGTERM, on_signal, &d);
