@@ -30,7 +30,7 @@ _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint
 	       "ids are stored as uint32_t");
 
 #define CONFIG_FILE_MAX (4u << 20) /* a settings file larger than this is a mistake */
-#define CONFIG_KEY_MAX	160	   /* longest dotted key shown in a message */
+#define CONFIG_KEY_MAX	160	   /* longest key or value shown in a message */
 #define CONFIG_MSG_MAX	384
 
 static const char config_default_file[] = "(defaults)";
@@ -199,6 +199,18 @@ static const char *quote(const char *s, char *buf, size_t sz)
 		n += 3;
 	}
 	buf[n] = '\0';
+	return buf;
+}
+
+/* @a then @b in @buf of CONFIG_KEY_MAX bytes, clipped to fit: names of keys. */
+static char *key_join(char *buf, const char *a, const char *b)
+{
+	size_t na = strnlen(a, CONFIG_KEY_MAX - 1);
+	size_t nb = strnlen(b, CONFIG_KEY_MAX - 1 - na);
+
+	memcpy(buf, a, na);
+	memcpy(buf + na, b, nb);
+	buf[na + nb] = '\0';
 	return buf;
 }
 
@@ -1117,7 +1129,7 @@ static int load_consistency(struct loader *ld, const struct config_key *k, void 
 			    yaml_node_t *v, const char *disp, const char *disp_prefix)
 {
 	const struct config_key *ttl = key_find(key_list(k), "ttl");
-	char q[CONFIG_KEY_MAX], key[CONFIG_KEY_MAX * 2];
+	char q[CONFIG_KEY_MAX], key[CONFIG_KEY_MAX];
 	yaml_node_pair_t *p;
 	int rc;
 
@@ -1137,7 +1149,7 @@ static int load_consistency(struct loader *ld, const struct config_key *k, void 
 			return load_error(ld, kn->start_mark, disp,
 					  "expected {ttl: DURATION}, got key '%s'",
 					  quote(name, q, sizeof(q)));
-		snprintf(key, sizeof(key), "%s%s", disp_prefix, key_local(ttl));
+		key_join(key, disp_prefix, key_local(ttl));
 		rc = load_mark(ld, key, vn->start_mark);
 		if (rc < 0)
 			return rc;
@@ -1162,14 +1174,14 @@ static int mount_finish(struct loader *ld, struct config_mount *m, yaml_node_t *
 
 	m->line = (int)node->start_mark.line + 1;
 	if (m->backend != CONFIG_BACKEND_POSIX && !m->url) {
-		snprintf(key, sizeof(key), "%surl", disp_prefix);
+		key_join(key, disp_prefix, "url");
 		return load_error(ld, node->start_mark, key, "required for backend %s", bname);
 	}
 	if (m->backend == CONFIG_BACKEND_S3 && !m->region) {
-		snprintf(key, sizeof(key), "%sregion", disp_prefix);
+		key_join(key, disp_prefix, "region");
 		return load_error(ld, node->start_mark, key, "required for backend s3");
 	}
-	snprintf(key, sizeof(key), "%sttl", disp_prefix);
+	key_join(key, disp_prefix, "ttl");
 	ttl_mark = marks_find(ld->c->marks, key);
 	if (ttl_mark && m->consistency != CONFIG_CONSISTENCY_TTL) {
 		at.line = (size_t)ttl_mark->line - 1;
@@ -1200,7 +1212,7 @@ static int node_finish(struct loader *ld, const struct config_key *list, void *i
 		if (key_list(k) != list || !(k->flags & CONFIG_K_REQUIRED))
 			continue;
 		if (!*(char **)key_field(k, item)) {
-			snprintf(key, sizeof(key), "%s%s", disp_prefix, key_local(k));
+			key_join(key, disp_prefix, key_local(k));
 			return load_error(ld, node->start_mark, key, "required");
 		}
 	}
@@ -1213,7 +1225,7 @@ static int load_list(struct loader *ld, const struct config_key *k, void *base, 
 	bool mounts = k->type == CONFIG_T_MOUNTS;
 	size_t item_size = mounts ? sizeof(struct config_mount) : sizeof(struct config_peer);
 	size_t *n = (size_t *)((char *)base + k->count_offset);
-	char name[CONFIG_KEY_MAX], prefix[CONFIG_KEY_MAX + 1];
+	char name[CONFIG_KEY_MAX], prefix[CONFIG_KEY_MAX], idx[24];
 	int rc;
 
 	if (node_is_null(v))
@@ -1226,8 +1238,9 @@ static int load_list(struct loader *ld, const struct config_key *k, void *base, 
 		yaml_node_t *item = yaml_document_get_node(&ld->doc, *it);
 		void *ib = (char *)key_field(k, base) + *n * item_size;
 
-		snprintf(name, sizeof(name), "%s[%zu]", disp, *n);
-		snprintf(prefix, sizeof(prefix), "%s.", name);
+		snprintf(idx, sizeof(idx), "[%zu]", *n);
+		key_join(name, disp, idx);
+		key_join(prefix, name, ".");
 		if (*n == k->max_items)
 			return load_error(ld, item->start_mark, name, "more than %zu items in %s",
 					  k->max_items, disp);
@@ -1309,7 +1322,7 @@ static void suggest(const struct config_key *list, const char *section, const ch
 static int load_mapping(struct loader *ld, yaml_node_t *map, const struct config_key *list,
 			const char *section, void *base, const char *disp_prefix)
 {
-	char local[CONFIG_KEY_MAX], sub[CONFIG_KEY_MAX + 1], disp[CONFIG_KEY_MAX * 2];
+	char local[CONFIG_KEY_MAX], sub[CONFIG_KEY_MAX], disp[CONFIG_KEY_MAX];
 	char q[CONFIG_KEY_MAX], hint[CONFIG_KEY_MAX];
 	yaml_node_pair_t *p, *prev;
 	int rc;
@@ -1322,15 +1335,15 @@ static int load_mapping(struct loader *ld, yaml_node_t *map, const struct config
 
 		if (kn->type != YAML_SCALAR_NODE) {
 			/* the mapping's own name: prefix and section without the dot */
-			snprintf(disp, sizeof(disp), "%s%s", disp_prefix, section);
+			key_join(disp, disp_prefix, section);
 			if (*disp)
 				disp[strlen(disp) - 1] = '\0';
 			return load_error(ld, kn->start_mark, *disp ? disp : "(top level)",
 					  "expected a key name, got %s", node_kind(kn));
 		}
 		name = (const char *)kn->data.scalar.value;
-		snprintf(local, sizeof(local), "%s%s", section, name);
-		snprintf(disp, sizeof(disp), "%s%s", disp_prefix, quote(local, q, sizeof(q)));
+		key_join(local, section, name);
+		key_join(disp, disp_prefix, quote(local, q, sizeof(q)));
 		for (prev = map->data.mapping.pairs.start; prev < p; prev++) {
 			yaml_node_t *pk = yaml_document_get_node(&ld->doc, prev->key);
 
@@ -1343,7 +1356,7 @@ static int load_mapping(struct loader *ld, yaml_node_t *map, const struct config
 
 		k = key_find(list, local);
 		if (!k) {
-			snprintf(sub, sizeof(sub), "%s.", local);
+			key_join(sub, local, ".");
 			if (key_is_section(list, sub)) {
 				if (node_is_null(vn))
 					continue; /* an empty section */
@@ -1609,7 +1622,7 @@ static int validate_scope(const struct config *c, const struct config_key *list,
 
 		if (key_list(k) != list || (k->flags & CONFIG_K_PART))
 			continue;
-		snprintf(key, sizeof(key), "%s%s", disp_prefix, key_local(k));
+		key_join(key, disp_prefix, key_local(k));
 		if (key_is_string(k) && !(k->flags & CONFIG_K_OPTIONAL) &&
 		    !*(char *const *)key_field(k, base))
 			return validate_error(c, err, errsz, key, item, "required");
@@ -1637,16 +1650,16 @@ static int validate_mount(const struct config *c, size_t i, char *err, size_t er
 {
 	const struct config_key *mounts = key_by_name("mounts");
 	const struct config_mount *m = &c->mounts[i];
-	char item[48], prefix[56], key[80];
+	char item[CONFIG_KEY_MAX], prefix[CONFIG_KEY_MAX], key[CONFIG_KEY_MAX];
 	int rc;
 
 	snprintf(item, sizeof(item), "mounts[%zu]", i);
-	snprintf(prefix, sizeof(prefix), "%s.", item);
+	key_join(prefix, item, ".");
 	rc = validate_scope(c, mounts, m, prefix, item, err, errsz);
 	if (rc < 0)
 		return rc;
 
-#define MKEY(leaf) (snprintf(key, sizeof(key), "%s" leaf, prefix), key)
+#define MKEY(leaf) key_join(key, prefix, leaf)
 	if (!path_is_normal(m->path) || !strcmp(m->path, "/"))
 		return validate_error(
 			c, err, errsz, MKEY("path"), item,
@@ -1720,7 +1733,7 @@ static int validate_mount(const struct config *c, size_t i, char *err, size_t er
 static int validate_peers(const struct config *c, char *err, size_t errsz)
 {
 	const struct config_key *nodes = key_by_name("peers.nodes");
-	char item[48], prefix[56], key[80];
+	char item[CONFIG_KEY_MAX], prefix[CONFIG_KEY_MAX], key[CONFIG_KEY_MAX];
 	bool self_found = false;
 	int rc;
 
@@ -1731,13 +1744,13 @@ static int validate_peers(const struct config *c, char *err, size_t errsz)
 		const struct config_peer *n = &c->peers.nodes[i];
 
 		snprintf(item, sizeof(item), "peers.nodes[%zu]", i);
-		snprintf(prefix, sizeof(prefix), "%s.", item);
+		key_join(prefix, item, ".");
 		rc = validate_scope(c, nodes, n, prefix, item, err, errsz);
 		if (rc < 0)
 			return rc;
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(n->name, c->peers.nodes[j].name)) {
-				snprintf(key, sizeof(key), "%sname", prefix);
+				key_join(key, prefix, "name");
 				return validate_error(c, err, errsz, key, item,
 						      "'%s' is also peers.nodes[%zu]", n->name, j);
 			}

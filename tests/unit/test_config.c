@@ -1088,6 +1088,34 @@ static void test_docs_match_reference(void **state)
 	free(path);
 }
 
+/* The ```yaml examples of docs/configuration.md load and validate. */
+static void test_docs_examples(void **state)
+{
+	char *path = src_file("docs/configuration.md"), *docs, *p, *end, err[CONFIG_ERR_MAX];
+	struct config c;
+	int n = 0;
+
+	(void)state;
+	assert_non_null(path);
+	docs = read_all(path);
+	if (!docs)
+		fail_msg("cannot read %s", path);
+	for (p = docs; (p = strstr(p, "```yaml\n")); p = end + 4) {
+		p += 8;
+		end = strstr(p, "```\n");
+		assert_non_null(end);
+		*end = '\0';
+		if (config_load_string(&c, "example", p, err, sizeof(err)) ||
+		    config_validate(&c, err, sizeof(err)))
+			fail_msg("docs example %d: %s\n%s", n, err, p);
+		config_free(&c);
+		n++;
+	}
+	assert_true(n >= 2);
+	free(docs);
+	free(path);
+}
+
 /* ---- printing --------------------------------------------------------- */
 
 /* Compare the keys of one scope of two configs, as the table describes them. */
@@ -1327,6 +1355,7 @@ int main(void)
 		cmocka_unit_test(test_validate_peers),
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_docs_match_reference),
+		cmocka_unit_test(test_docs_examples),
 		cmocka_unit_test(test_print_roundtrip),
 		cmocka_unit_test(test_find_mount),
 		cmocka_unit_test(test_free_is_safe),
