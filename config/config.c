@@ -1344,6 +1344,8 @@ static int load_mapping(struct loader *ld, yaml_node_t *map, const struct config
 		name = (const char *)kn->data.scalar.value;
 		key_join(local, section, name);
 		key_join(disp, disp_prefix, quote(local, q, sizeof(q)));
+		if (strlen(name) != kn->data.scalar.length)
+			return load_error(ld, kn->start_mark, disp, "key contains a NUL byte");
 		for (prev = map->data.mapping.pairs.start; prev < p; prev++) {
 			yaml_node_t *pk = yaml_document_get_node(&ld->doc, prev->key);
 
@@ -1515,6 +1517,10 @@ int config_load_string(struct config *c, const char *name, const char *yaml, cha
 		       size_t errsz)
 {
 	config_init_defaults(c);
+	if (!yaml) {
+		snprintf(err, errsz, "%s: no text", name ? name : "(string)");
+		return -EINVAL;
+	}
 	return load_text(c, name ? name : "(string)", yaml, strlen(yaml), err, errsz);
 }
 

@@ -559,6 +559,13 @@ static void test_scalar_spellings(void **state)
 	assert_null(c.metrics.listen);
 	config_free(&c);
 
+	/* a dotted key is the nested key, and cannot be given both ways */
+	load_ok(&c, "cache.capacity: 2T\nmetrics: {listen: 'h:1'}\n");
+	assert_int_equal(c.cache.capacity, 2ull << 40);
+	config_free(&c);
+	expect_load_error("cache:\n  capacity: 1T\ncache.capacity: 2T\n",
+			  "t.yaml:3:17: cache.capacity: given twice (first at line 2)");
+
 	/* anchors and aliases are ordinary YAML */
 	load_ok(&c,
 		"mounts:\n  - path: /a\n    backend: http\n    url: http://h/\n    allow_uids: &u [5]\n"
@@ -676,6 +683,7 @@ static void test_error_values(void **state)
 		"mounts:\n  - path: /a\n    backend: http\n    url: 'http://h/x?a=b'\n",
 		"t.yaml:4:10: mounts[0].url: expected an http:// or https:// URL without query, got 'http://h/x?a=b'");
 	expect_load_error("socket: \"/a\\0b\"\n", "t.yaml:1:9: socket: contains a NUL byte");
+	expect_load_error("\"socket\\0x\": /a\n", "t.yaml:1:1: socket: key contains a NUL byte");
 	/* a value with a line break still makes a one-line message */
 	expect_load_error("socket: \"a\\nb\"\n",
 			  "t.yaml:1:9: socket: expected an absolute path, got 'a?b'");
