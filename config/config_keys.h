@@ -161,7 +161,7 @@ static const struct config_key config_keys[] = {
 		.name = "cache.capacity",
 		.type = CONFIG_T_SIZE,
 		.def = "100G",
-		.min = "1M",
+		.min = "64K",
 		.offset = CONFIG_TOP(cache.capacity),
 		.help = "most bytes the cached objects may take",
 	},

@@ -698,8 +698,8 @@ static void test_error_out_of_range(void **state)
 	expect_load_error(
 		"fetch:\n  workers: 1025\n",
 		"t.yaml:2:12: fetch.workers: must be at least 1 and at most 1024, got '1025'");
-	expect_load_error("cache:\n  capacity: 1023K\n",
-			  "t.yaml:2:13: cache.capacity: must be at least 1M, got '1023K'");
+	expect_load_error("cache:\n  capacity: 65535\n",
+			  "t.yaml:2:13: cache.capacity: must be at least 64K, got '65535'");
 	expect_load_error(
 		"cache:\n  high_watermark: 0\n",
 		"t.yaml:2:19: cache.high_watermark: must be above 0 and at most 1, got '0'");
