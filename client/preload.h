@@ -1,0 +1,86 @@
+/*
+ * preload.h - private interface between the parts of libgranary-preload.so.
+ *
+ * preload.c owns the interposed libc functions, the real ones behind them and
+ * the table of descriptors handed out from the cache; preload_daemon.c owns
+ * the settings from the environment, the log, the per-thread connections to
+ * granaryd, the mount table and the requests. Nothing here is exported.
+ */
+#ifndef GRANARY_PRELOAD_H
+#define GRANARY_PRELOAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "preload_rules.h"
+
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+
+/* How a request to the daemon ended. */
+enum shim_outcome {
+	SHIM_OK,      /* answered with success */
+	SHIM_REFUSED, /* answered with an error: *err is its errno */
+	SHIM_DOWN,    /* no answer: absent, refused, timed out, garbled; *err says why */
+};
+
+/*
+ * Enter the shim for one intercepted call: initialise on first use, then
+ * return false when the shim is disabled or this thread is already inside it
+ * (a nested call, a signal handler): the caller then goes to the real libc.
+ * After true, call shim_leave() before returning or calling the real libc.
+ */
+bool shim_enter(void);
+void shim_leave(void);
+
+/* 0 when quiet; 1 logs each decision on a mount; 2 also every path not on one. */
+int shim_debug(void);
+
+/*
+ * One line to stderr when GRANARY_DEBUG is set: "granary-preload[pid]: ..."
+ * Formats %s %d %u %ld %lu %llu %x %% only; uses no stdio and no malloc.
+ */
+void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * An error on a path that exists only through granary: a line to syslog at
+ * most once a minute, since stderr belongs to the application, and a debug
+ * line as usual.
+ */
+void shim_log_error(const char *op, const char *path, int err, const char *why);
+
+/* A short name for an errno ("ENOENT"), never NULL. */
+const char *shim_errname(int err);
+
+/*
+ * Whether the mount table is empty; fetches it first if this process has none
+ * yet and the daemon may be reachable. With false the caller matches paths.
+ */
+bool shim_no_mounts(void);
+
+/* Match a normalised absolute path against the mount table. */
+bool shim_match(const char *abs, struct preload_hit *hit);
+
+/* The path of mount @index, copied into @out (for log lines). */
+void shim_mount_path(int index, char *out, size_t outsz);
+
+/*
+ * OPEN @abs. On SHIM_OK *@fd is the cache file's descriptor (close-on-exec)
+ * and @s the source's attributes. @why gets the daemon's message on failure.
+ */
+enum shim_outcome shim_open_remote(const char *abs, int *fd, struct preload_srcstat *s, int *err,
+				   char *why, size_t whysz);
+
+/* STAT @abs. On SHIM_OK @s is filled. */
+enum shim_outcome shim_stat_remote(const char *abs, struct preload_srcstat *s, int *err, char *why,
+				   size_t whysz);
+
+/*
+ * DROP @abs: the source was or is being written. Waits a short while for the
+ * answer at most; a late answer is discarded by a later request.
+ */
+void shim_drop_remote(const char *abs);
+
+/* The raw close(2): the shim's own descriptors never go through close(). */
+int shim_sys_close(int fd);
+
+#endif

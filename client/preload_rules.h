@@ -1,0 +1,136 @@
+/*
+ * preload_rules.h - the decisions of the LD_PRELOAD shim that depend on
+ * strings and numbers alone: where a path leads, what an fopen mode asks for,
+ * which mount serves a path, how a source's stat is shown to the caller.
+ *
+ * Owns: struct preload_mounts (the mount table as HELLO reports it) and the
+ * pure functions over it. Nothing here does I/O, allocates or touches global
+ * state, so the shim can call it before its own initialisation and the unit
+ * tests can call it without a daemon.
+ */
+#ifndef GRANARY_PRELOAD_RULES_H
+#define GRANARY_PRELOAD_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "proto.h"
+
+#define PRELOAD_MOUNTS_MAX 64
+#define PRELOAD_POOL_SIZE  16384 /* bytes of mount paths, NULs included */
+
+struct preload_mount {
+	uint32_t off;	  /* of the path in the pool */
+	uint32_t len;	  /* strlen of the path */
+	uint32_t backend; /* enum proto_backend */
+	uint32_t flags;	  /* PROTO_F_MOUNT_* */
+};
+
+/*
+ * The mounts a daemon serves. Plain data: copied whole, compared with memcmp
+ * (unused bytes stay zero), and read by preload_mounts_match() even while
+ * another thread rewrites it (every index is bounds-checked).
+ */
+struct preload_mounts {
+	uint32_t n;
+	uint32_t used; /* bytes of pool in use */
+	struct preload_mount m[PRELOAD_MOUNTS_MAX];
+	char pool[PRELOAD_POOL_SIZE];
+};
+
+/* What a match tells the caller, copied out of the table. */
+struct preload_hit {
+	int index;
+	uint32_t backend;
+	uint32_t flags;
+};
+
+/* A source file's attributes as the daemon reports them. */
+struct preload_srcstat {
+	uint64_t size;
+	int64_t mtime_ns;
+	uint32_t mode;
+	uint32_t type; /* enum proto_ftype, 0 when not reported */
+	uint64_t ino;
+};
+
+/*
+ * Join @path to the absolute directory @base (ignored when @path is absolute)
+ * and normalise the result into @out: repeated slashes and "." go, ".." takes
+ * away the name before it. Returns 0; 1 when a ".." took away a name that
+ * came from @path, since the kernel would resolve it through that name, which
+ * may be a symbolic link, and the lexical result may not be the same file;
+ * -ENOENT for an empty @path, -EINVAL for a relative @path without a @base or a
+ * @base that is not absolute, -ENAMETOOLONG past PROTO_PATH_MAX or @outsz.
+ */
+int preload_path_join(const char *base, const char *path, char *out, size_t outsz);
+
+/*
+ * Translate an fopen() mode into open() flags, as glibc reads it: "r", "w" or
+ * "a", then up to six of '+', 'b', 'x', 'e', 'm', 'c' until a ','.
+ * Returns 0 or -EINVAL for a mode glibc would refuse.
+ */
+int preload_mode_flags(const char *mode, int *flags);
+
+/* True when open() @flags may modify the file: the shim sends those to the source. */
+bool preload_flags_write(int flags);
+
+/*
+ * True when open() @flags ask for something a cache copy cannot give: a path
+ * descriptor, a directory, or (on a mount whose original exists) refusal of
+ * a symbolic link. Such opens go to the real libc.
+ */
+bool preload_flags_passthrough(int flags, bool failopen);
+
+/*
+ * Fill @t from a HELLO reply of @len bytes (MOUNT, then BACKEND and FLAGS, per
+ * mount). Mount paths are normalised; ones that do not fit are skipped.
+ * Returns the number of mounts skipped, or -EBADMSG / the reply's -errno.
+ */
+int preload_mounts_parse(struct preload_mounts *t, const void *msg, size_t len);
+
+/*
+ * Find the mount serving the normalised absolute @path: the longest mount path
+ * at or above it. Returns true and fills @hit, or false.
+ */
+bool preload_mounts_match(const struct preload_mounts *t, const char *path,
+			  struct preload_hit *hit);
+
+/* The mount path of entry @i of @t, or "" when @i is out of range. */
+const char *preload_mounts_path(const struct preload_mounts *t, int i);
+
+/*
+ * Read SIZE, MTIME_NS, MODE, TYPE and INO of a reply into @s.
+ * Returns 0, or -EBADMSG when SIZE or MTIME_NS is missing or malformed.
+ */
+int preload_srcstat_parse(const void *msg, size_t len, struct preload_srcstat *s);
+
+/*
+ * Show the source in @st, the result of fstat() on a cache file: size, mtime,
+ * inode and mode become the source's. Other fields stay the cache file's.
+ */
+void preload_stat_patch(struct stat *st, const struct preload_srcstat *s);
+
+/* The same for a statx() result: only fields present in stx_mask change. */
+struct statx;
+void preload_statx_patch(struct statx *stx, const struct preload_srcstat *s);
+
+/*
+ * Build a whole stat for a path that exists only through granary (object-store
+ * mounts): owned by @uid/@gid, on device @dev, read-only.
+ */
+void preload_stat_fill(struct stat *st, const struct preload_srcstat *s, uint64_t dev, uint32_t uid,
+		       uint32_t gid);
+void preload_statx_fill(struct statx *stx, const struct preload_srcstat *s, uint64_t dev,
+			uint32_t uid, uint32_t gid);
+
+/*
+ * access() on an object-store path that exists with mode @mode: reading is
+ * allowed, writing is -EROFS, executing needs a directory or an x bit.
+ * Returns 0 or -errno.
+ */
+int preload_access_check(uint32_t mode, int amode);
+
+#endif
