@@ -101,6 +101,20 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
   ${granary_deb_dir}/conffiles ${granary_deb_dir}/postinst ${granary_deb_dir}/prerm
   ${granary_deb_dir}/postrm)
 
+# granary.pc is configured with the prefix of the build (/usr/local by
+# default), while cpack installs under /usr: write the prefix actually
+# installed to into the installed copy. A no-op for a plain install.
+file(WRITE ${granary_deb_dir}/fix-pc-prefix.cmake
+  "set(pc \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/pkgconfig/granary.pc\")\n"
+  [=[
+if(EXISTS "${pc}")
+  file(READ "${pc}" text)
+  string(REGEX REPLACE "(^|\n)prefix=[^\n]*" "\\1prefix=${CMAKE_INSTALL_PREFIX}" text "${text}")
+  file(WRITE "${pc}" "${text}")
+endif()
+]=])
+install(SCRIPT ${granary_deb_dir}/fix-pc-prefix.cmake)
+
 # Only the files install() names; never the build or source trees.
 set(CPACK_SOURCE_IGNORE_FILES "/build[^/]*/;/\\\\.git/;__pycache__")
 
