@@ -676,9 +676,9 @@ int cli_status_print(const char *json, FILE *out, char *err, size_t errsz)
 			char path[512], be[32], cons[64], objs[32], bytes[32];
 			const char *row[] = {path, be, cons, objs, bytes};
 
+			row[1] = backend_name(x, be, sizeof(be));
 			if (!json_text(x, "path", path, sizeof(path)))
 				snprintf(path, sizeof(path), "-");
-			backend_name(x, be, sizeof(be));
 			if (!json_text(x, "consistency", cons, sizeof(cons)))
 				snprintf(cons, sizeof(cons), "-");
 			json_count(x, "objects", objs, sizeof(objs));

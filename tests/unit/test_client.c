@@ -1,0 +1,866 @@
+/*
+ * test_client.c - libgranary and the CLI's pure logic.
+ *
+ * The CLI helpers (cli_util.c) are called directly. The library is driven
+ * against a scripted server thread on a socket in a temporary directory: it
+ * answers in batches and in reverse order, passes descriptors, pages
+ * listings and hangs up on demand, which is what libgranary must survive.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cli_util.h"
+#include "granary.h"
+#include "proto.h"
+
+/* ------------------------------------------------------------ pure logic */
+
+static void test_parse_uint(void **state)
+{
+	unsigned long v = 0;
+
+	(void)state;
+	assert_int_equal(cli_parse_uint("16", 1, 1024, &v), 0);
+	assert_int_equal(v, 16);
+	assert_int_equal(cli_parse_uint("1024", 1, 1024, &v), 0);
+	assert_int_equal(cli_parse_uint("0", 1, 1024, &v), -ERANGE);
+	assert_int_equal(cli_parse_uint("1025", 1, 1024, &v), -ERANGE);
+	assert_int_equal(cli_parse_uint("-3", 1, 1024, &v), -EINVAL);
+	assert_int_equal(cli_parse_uint("12x", 1, 1024, &v), -EINVAL);
+	assert_int_equal(cli_parse_uint("", 1, 1024, &v), -EINVAL);
+	assert_int_equal(cli_parse_uint(" 4", 1, 1024, &v), -EINVAL);
+	assert_int_equal(cli_parse_uint("99999999999999999999999", 0, 10, &v), -ERANGE);
+}
+
+static void test_abspath(void **state)
+{
+	char out[64];
+
+	(void)state;
+	assert_int_equal(cli_abspath("/home/u", "data/x.jpg", out, sizeof(out)), 0);
+	assert_string_equal(out, "/home/u/data/x.jpg");
+	assert_int_equal(cli_abspath("/home/u", "../v/./y//z/", out, sizeof(out)), 0);
+	assert_string_equal(out, "/home/v/y/z");
+	assert_int_equal(cli_abspath("/home/u", "/mnt/nas/../../..", out, sizeof(out)), 0);
+	assert_string_equal(out, "/");
+	assert_int_equal(cli_abspath("/", ".", out, sizeof(out)), 0);
+	assert_string_equal(out, "/");
+	assert_int_equal(cli_abspath("/a", "", out, sizeof(out)), -EINVAL);
+	assert_int_equal(cli_abspath(NULL, "rel", out, sizeof(out)), -EINVAL);
+	assert_int_equal(cli_abspath("/a", "/0123456789/0123456789/0123456789", out, 20),
+			 -ENAMETOOLONG);
+}
+
+static void test_manifest_line(void **state)
+{
+	char a[] = "  /mnt/nas/a.jpg  \n", b[] = "# a comment\n", c[] = "\t\r\n";
+	char d[] = "/x/b#c.jpg # trailing\n", e[] = "/x/y\r\n", f[] = "";
+
+	(void)state;
+	assert_string_equal(cli_manifest_line(a), "/mnt/nas/a.jpg");
+	assert_null(cli_manifest_line(b));
+	assert_null(cli_manifest_line(c));
+	/* '#' inside a name is part of it; after a blank it starts a comment */
+	assert_string_equal(cli_manifest_line(d), "/x/b#c.jpg");
+	assert_string_equal(cli_manifest_line(e), "/x/y");
+	assert_null(cli_manifest_line(f));
+}
+
+static void test_manifest_read(void **state)
+{
+	static const char text[] = "# order of epoch 3\n"
+				   "/mnt/nas/train/a.jpg\n"
+				   "\n"
+				   "train/b.jpg\n"
+				   "   /mnt/nas/train/../val/c.jpg   # relative parts resolved\n"
+				   "/mnt/nas/last-without-newline";
+	struct cli_strv v;
+	char err[128] = "";
+	FILE *f;
+	long n;
+
+	(void)state;
+	f = fmemopen((void *)text, strlen(text), "r");
+	assert_non_null(f);
+	cli_strv_init(&v);
+	n = cli_manifest_read(f, "/mnt/nas", &v, err, sizeof(err));
+	fclose(f);
+	assert_int_equal(n, 4);
+	assert_int_equal(v.n, 4);
+	assert_string_equal(v.v[0], "/mnt/nas/train/a.jpg");
+	assert_string_equal(v.v[1], "/mnt/nas/train/b.jpg");
+	assert_string_equal(v.v[2], "/mnt/nas/val/c.jpg");
+	assert_string_equal(v.v[3], "/mnt/nas/last-without-newline");
+	assert_true(v.sizes[0] == UINT64_MAX);
+	cli_strv_fini(&v);
+}
+
+static void test_fmt_bytes(void **state)
+{
+	char b[32];
+
+	(void)state;
+	cli_fmt_bytes(0, b, sizeof(b));
+	assert_string_equal(b, "0 B");
+	cli_fmt_bytes(1023, b, sizeof(b));
+	assert_string_equal(b, "1023 B");
+	cli_fmt_bytes(1536, b, sizeof(b));
+	assert_string_equal(b, "1.50 KiB");
+	cli_fmt_bytes(12ull << 20, b, sizeof(b));
+	assert_string_equal(b, "12.0 MiB");
+	cli_fmt_bytes(300ull << 30, b, sizeof(b));
+	assert_string_equal(b, "300 GiB");
+	cli_fmt_bytes(3ull << 40, b, sizeof(b));
+	assert_string_equal(b, "3.00 TiB");
+}
+
+static void test_fmt_duration_percent(void **state)
+{
+	char b[32];
+
+	(void)state;
+	cli_fmt_duration(42.2, b, sizeof(b));
+	assert_string_equal(b, "42s");
+	cli_fmt_duration(187, b, sizeof(b));
+	assert_string_equal(b, "3:07");
+	cli_fmt_duration(3723, b, sizeof(b));
+	assert_string_equal(b, "1:02:03");
+	cli_fmt_duration(2 * 86400 + 3 * 3600, b, sizeof(b));
+	assert_string_equal(b, "2d 03:00:00");
+	cli_fmt_duration(-1, b, sizeof(b));
+	assert_string_equal(b, "--:--");
+	cli_fmt_percent(813, 1000, b, sizeof(b));
+	assert_string_equal(b, "81.3%");
+	cli_fmt_percent(0, 0, b, sizeof(b));
+	assert_string_equal(b, "-");
+}
+
+static void test_progress(void **state)
+{
+	struct cli_progress p = {.total_files = 4, .total_bytes = 4000000, .bytes_known = true};
+	char line[256];
+
+	(void)state;
+	p.start = 100.0;
+	cli_progress_add(&p, 1000000, GRANARY_SRC_BACKEND, 0);
+	cli_progress_add(&p, 1000000, GRANARY_SRC_LOCAL, 0);
+
+	/* 2 MB in 2 s: 1 MB/s, 1 file/s, 2 MB left: 2 s to go */
+	cli_progress_bar(&p, 102.0, 100, line, sizeof(line));
+	assert_non_null(strstr(line, "2/4 files"));
+	assert_non_null(strstr(line, "1.0 MB/s"));
+	assert_non_null(strstr(line, "1 files/s"));
+	assert_non_null(strstr(line, "ETA 2s"));
+	assert_true(line[0] == '[');
+	assert_true(strlen(line) <= 100);
+	/* half the bytes: half the bar filled */
+	{
+		const char *end = strchr(line, ']');
+		size_t bar = (size_t)(end - line - 1), hashes = 0;
+
+		for (size_t i = 1; i <= bar; i++)
+			hashes += line[i] == '#';
+		assert_int_equal(hashes, bar / 2);
+	}
+	/* too narrow for a bar: the numbers alone, cut to the width */
+	cli_progress_bar(&p, 102.0, 30, line, sizeof(line));
+	assert_true(line[0] != '[');
+	assert_true(strlen(line) <= 30);
+
+	cli_progress_add(&p, 0, 0, -ENOENT);
+	cli_progress_add(&p, 500, GRANARY_SRC_DIRECT, 0);
+	cli_progress_plain(&p, 104.0, line, sizeof(line));
+	assert_non_null(strstr(line, "4/4 files"));
+	assert_non_null(strstr(line, "1 failed"));
+	cli_progress_summary(&p, 104.0, line, sizeof(line));
+	assert_string_equal(line, "warmed 3 files (2000500 bytes) in 4.0 s: 1 fetched, "
+				  "1 already cached, 1 failed, 1 not kept (cache policy)");
+}
+
+static char *capture(int (*fn)(const char *, FILE *, char *, size_t), const char *json, int *rc)
+{
+	char *buf = NULL, err[256];
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_non_null(f);
+	*rc = fn(json, f, err, sizeof(err));
+	fclose(f);
+	return buf;
+}
+
+static void test_status_print(void **state)
+{
+	static const char doc[] =
+		"{\"version\":\"0.1.0\",\"pid\":42,\"uptime_s\":3723,\"policy\":\"epoch\","
+		"\"cache\":{\"dir\":\"/var/cache/granary\",\"capacity\":1073741824,"
+		"\"used\":268435456,\"objects\":7,\"high_watermark\":0.95,\"low_watermark\":0.9},"
+		"\"counters\":{\"opens\":10,\"hits\":3,\"misses\":1,\"bytes_local\":2048,"
+		"\"bytes_backend\":1048576},"
+		"\"mounts\":[{\"path\":\"/mnt/nas\",\"backend\":\"posix\",\"consistency\":\"strict\","
+		"\"objects\":7,\"bytes\":268435456},{\"path\":\"/granary/coco\",\"backend\":3}],"
+		"\"datasets\":[{\"name\":\"imagenet\",\"epoch\":3,\"hit_ratio\":0.5,"
+		"\"entries\":7,\"bytes\":1024}]}";
+	char *out;
+	int rc;
+
+	(void)state;
+	out = capture(cli_status_print, doc, &rc);
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(out, "0.1.0 (pid 42, up 1:02:03)"));
+	assert_non_null(strstr(out, "256 MiB of 1.00 GiB (25.0%)"));
+	assert_non_null(strstr(out, "high 95.0%, low 90.0%"));
+	assert_non_null(strstr(out, "75.0% (3 hits, 1 misses)"));
+	assert_non_null(strstr(out, "2.00 KiB local, 1.00 MiB backend\n"));
+	/* missing fields are left out or shown as "-", never invented */
+	assert_null(strstr(out, "evictions"));
+	assert_non_null(strstr(out, "/granary/coco  s3"));
+	assert_non_null(strstr(out, "imagenet"));
+	assert_non_null(strstr(out, "50.0%"));
+	/* columns line up: every row of the mounts table starts its BACKEND at one column */
+	{
+		const char *h = strstr(out, "PATH"), *r = strstr(out, "/mnt/nas  ");
+		const char *hl = h, *rl = r;
+
+		assert_non_null(h);
+		assert_non_null(r);
+		while (hl > out && hl[-1] != '\n')
+			hl--;
+		while (rl > out && rl[-1] != '\n')
+			rl--;
+		assert_int_equal(strstr(h, "BACKEND") - hl, strstr(r, "posix") - rl);
+	}
+	free(out);
+
+	out = capture(cli_status_print, "{}", &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(out, "");
+	free(out);
+	out = capture(cli_status_print, "{\"version\":", &rc);
+	assert_int_equal(rc, -EINVAL);
+	free(out);
+	out = capture(cli_stats_print, "{\"counters\":{\"hits\":1,\"misses\":3}}", &rc);
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(out, "hit_ratio  25.0%"));
+	free(out);
+}
+
+static void test_table(void **state)
+{
+	const char *r1[] = {"a", "1"}, *r2[] = {"longer", "100"};
+	struct cli_table t;
+	char *buf = NULL;
+	size_t len;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(cli_table_init(&t, 2), 0);
+	t.right[1] = true;
+	cli_table_row(&t, r1);
+	cli_table_row(&t, r2);
+	f = open_memstream(&buf, &len);
+	cli_table_print(&t, f, 2);
+	fclose(f);
+	assert_string_equal(buf, "  a         1\n  longer  100\n");
+	free(buf);
+	cli_table_fini(&t);
+}
+
+/* ------------------------------------------------------ scripted server */
+
+/* cmocka's asserts may not jump out of another thread: the server aborts. */
+#define CHECK(x)                                                                                   \
+	do {                                                                                       \
+		if (!(x))                                                                          \
+			abort();                                                                   \
+	} while (0)
+
+enum server_mode {
+	SRV_NORMAL,
+	SRV_HANGUP_ON_WARM, /* close the connection at the first WARM */
+};
+
+struct server {
+	char dir[32], path[64];
+	int lfd;
+	pthread_t thread;
+	enum server_mode mode;
+	volatile int stop; /* teardown: give up the connection */
+	int opens_done;	   /* the server closed its copies of what it sent */
+	/* what the server saw, for assertions */
+	unsigned hint_msgs, hint_paths, hint_first_flags, hint_last_flags, hint_mid_flags;
+	unsigned max_batch;
+};
+
+static void reply_begin(struct proto_buf *b, const struct proto_hdr *h, int32_t status)
+{
+	proto_begin(b, PROTO_REPLY | h->type, h->id);
+	proto_put_i32(b, PROTO_T_STATUS, status);
+}
+
+static void send_with_fds(int fd, const struct proto_buf *b, const int *fds, int nfds)
+{
+	union {
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = {.iov_base = (void *)b->data, .iov_len = b->len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	if (nfds) {
+		struct cmsghdr *c;
+
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	}
+	sendmsg(fd, &mh, MSG_NOSIGNAL);
+}
+
+/* The size the server reports for a path: its length times 10. */
+static uint64_t fake_size(const char *path)
+{
+	return strlen(path) * 10;
+}
+
+/* Answer one request. Returns false to hang up. */
+static bool serve_one(struct server *s, int fd, const uint8_t *msg, size_t len)
+{
+	struct proto_buf *b = malloc(sizeof(*b));
+	struct proto_item item;
+	struct proto_iter it;
+	struct proto_hdr h;
+	char path[PROTO_PATH_MAX + 1] = "", cookie[64] = "";
+	uint32_t flags = 0;
+
+	CHECK(b);
+	CHECK(proto_check(msg, len, &h) == 0);
+	proto_iter_init(&it, msg, len);
+	while (proto_next(&it, &item) > 0) {
+		if (item.tag == PROTO_T_PATH && !path[0])
+			proto_item_str(&item, path, sizeof(path));
+		else if (item.tag == PROTO_T_COOKIE)
+			proto_item_str(&item, cookie, sizeof(cookie));
+		else if (item.tag == PROTO_T_FLAGS)
+			proto_item_u32(&item, &flags);
+	}
+
+	switch (h.type) {
+	case PROTO_WARM:
+		if (s->mode == SRV_HANGUP_ON_WARM) {
+			free(b);
+			return false;
+		}
+		if (strstr(path, "missing")) {
+			reply_begin(b, &h, -ENOENT);
+			proto_put_str(b, PROTO_T_ERRMSG, "not on the backend");
+		} else {
+			reply_begin(b, &h, 0);
+			proto_put_u64(b, PROTO_T_SIZE, fake_size(path));
+			proto_put_u32(b, PROTO_T_SOURCE,
+				      strstr(path, "cached") ? PROTO_SRC_LOCAL : PROTO_SRC_BACKEND);
+		}
+		send_with_fds(fd, b, NULL, 0);
+		break;
+	case PROTO_STAT:
+		reply_begin(b, &h, 0);
+		proto_put_u64(b, PROTO_T_SIZE, fake_size(path));
+		proto_put_u32(b, PROTO_T_TYPE,
+			      !strcmp(path, "/m") || !strcmp(path, "/m/sub") ? PROTO_FT_DIR
+									     : PROTO_FT_REG);
+		proto_put_u32(b, PROTO_T_CACHED, 1);
+		send_with_fds(fd, b, NULL, 0);
+		break;
+	case PROTO_OPEN: {
+		int p1[2], p2[2], bogus[2], fds[2];
+
+		CHECK(pipe(p1) == 0 && pipe(p2) == 0 && pipe(bogus) == 0);
+		/* first a reply to no request, carrying a descriptor to be closed */
+		proto_begin(b, PROTO_REPLY | PROTO_OPEN, 0x7fffffff);
+		proto_put_i32(b, PROTO_T_STATUS, 0);
+		send_with_fds(fd, b, &bogus[0], 1);
+		/* then the answer, with one descriptor too many */
+		reply_begin(b, &h, 0);
+		proto_put_u64(b, PROTO_T_SIZE, 1234);
+		proto_put_u32(b, PROTO_T_SOURCE, PROTO_SRC_BACKEND);
+		fds[0] = p1[0];
+		fds[1] = p2[0];
+		send_with_fds(fd, b, fds, 2);
+		close(p1[0]);
+		close(p1[1]);
+		close(p2[0]);
+		close(p2[1]);
+		close(bogus[0]);
+		close(bogus[1]);
+		__atomic_store_n(&s->opens_done, 1, __ATOMIC_RELEASE);
+		break;
+	}
+	case PROTO_LIST:
+		reply_begin(b, &h, 0);
+		if (!strcmp(path, "/m") && !cookie[0]) {
+			proto_put_str(b, PROTO_T_NAME, "a");
+			proto_put_u32(b, PROTO_T_TYPE, PROTO_FT_REG);
+			proto_put_u64(b, PROTO_T_SIZE, 1);
+			proto_put_str(b, PROTO_T_NAME, "b");
+			proto_put_u32(b, PROTO_T_TYPE, PROTO_FT_REG);
+			proto_put_u64(b, PROTO_T_SIZE, 2);
+			proto_put_str(b, PROTO_T_COOKIE, "page2");
+		} else if (!strcmp(path, "/m") && !strcmp(cookie, "page2")) {
+			proto_put_str(b, PROTO_T_NAME, "sub");
+			proto_put_u32(b, PROTO_T_TYPE, PROTO_FT_DIR);
+			proto_put_u64(b, PROTO_T_SIZE, 0);
+		} else if (!strcmp(path, "/m/sub")) {
+			proto_put_str(b, PROTO_T_NAME, "x");
+			proto_put_u32(b, PROTO_T_TYPE, PROTO_FT_REG);
+			proto_put_u64(b, PROTO_T_SIZE, 3);
+		} else {
+			reply_begin(b, &h, -ENOTDIR);
+		}
+		send_with_fds(fd, b, NULL, 0);
+		break;
+	case PROTO_HINT: {
+		unsigned n = 0;
+
+		proto_iter_init(&it, msg, len);
+		while (proto_next(&it, &item) > 0)
+			n += item.tag == PROTO_T_PATH;
+		if (s->hint_msgs == 0)
+			s->hint_first_flags = flags;
+		else if (s->hint_msgs > 1)
+			s->hint_mid_flags |= s->hint_last_flags; /* the previous one was inside */
+		s->hint_last_flags = flags;
+		s->hint_msgs++;
+		s->hint_paths += n;
+		reply_begin(b, &h, 0);
+		proto_put_u64(b, PROTO_T_COUNT, n);
+		send_with_fds(fd, b, NULL, 0);
+		break;
+	}
+	case PROTO_EPOCH:
+		reply_begin(b, &h, 0);
+		proto_put_str(b, PROTO_T_DATASET, "imagenet");
+		proto_put_u64(b, PROTO_T_EPOCH, 7);
+		send_with_fds(fd, b, NULL, 0);
+		break;
+	default:
+		reply_begin(b, &h, -EOPNOTSUPP);
+		proto_put_str(b, PROTO_T_ERRMSG, "not in this test");
+		send_with_fds(fd, b, NULL, 0);
+		break;
+	}
+	free(b);
+	return true;
+}
+
+/*
+ * Serve one connection: gather every request that arrives within a few
+ * milliseconds of each other, then answer the batch last to first.
+ */
+static void *server_main(void *arg)
+{
+	struct server *s = arg;
+	struct {
+		uint8_t *msg;
+		size_t len;
+	} batch[1024];
+	size_t nb = 0;
+	bool open = true;
+	int fd;
+
+	fd = accept(s->lfd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	while (open) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int rc = poll(&pfd, 1, nb ? 5 : 50);
+
+		if (rc == 0 && !nb && s->stop)
+			break;
+
+		if (rc > 0 && nb < 1024) {
+			uint8_t *m = malloc(PROTO_MSG_MAX);
+			ssize_t n = recv(fd, m, PROTO_MSG_MAX, 0);
+
+			if (n <= 0) {
+				free(m);
+				break;
+			}
+			batch[nb].msg = m;
+			batch[nb].len = (size_t)n;
+			nb++;
+			continue;
+		}
+		if (nb > s->max_batch)
+			s->max_batch = (unsigned)nb;
+		while (nb > 0 && open) {
+			nb--;
+			open = serve_one(s, fd, batch[nb].msg, batch[nb].len);
+			free(batch[nb].msg);
+		}
+	}
+	while (nb > 0)
+		free(batch[--nb].msg);
+	close(fd);
+	return NULL;
+}
+
+static int server_setup(void **state)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+	snprintf(s->dir, sizeof(s->dir), "/tmp/granary-test-XXXXXX");
+	assert_non_null(mkdtemp(s->dir));
+	snprintf(s->path, sizeof(s->path), "%s/sock", s->dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s->path);
+	s->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	assert_true(s->lfd >= 0);
+	assert_int_equal(bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(s->lfd, 4), 0);
+	*state = s;
+	return 0;
+}
+
+static void server_start(struct server *s, enum server_mode mode)
+{
+	s->mode = mode;
+	assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
+}
+
+static int server_teardown(void **state)
+{
+	struct server *s = *state;
+
+	s->stop = 1;
+	pthread_join(s->thread, NULL);
+	close(s->lfd);
+	unlink(s->path);
+	rmdir(s->dir);
+	free(s);
+	return 0;
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+struct warm_seen {
+	char paths[64][32];
+	uint64_t sizes[64];
+	int sources[64], errors[64];
+	char msgs[64][64];
+	size_t n;
+};
+
+static int warm_seen_cb(const char *path, uint64_t size, int source, int error, const char *errmsg,
+			void *arg)
+{
+	struct warm_seen *w = arg;
+
+	snprintf(w->paths[w->n], sizeof(w->paths[0]), "%s", path);
+	w->sizes[w->n] = size;
+	w->sources[w->n] = source;
+	w->errors[w->n] = error;
+	snprintf(w->msgs[w->n], sizeof(w->msgs[0]), "%s", errmsg);
+	w->n++;
+	return 0;
+}
+
+static void test_warm_out_of_order(void **state)
+{
+	struct server *s = *state;
+	const char *paths[10];
+	char names[10][32];
+	struct warm_seen w = {0};
+	struct granary *g;
+	int err, rc;
+	bool in_order = true;
+
+	for (int i = 0; i < 10; i++) {
+		snprintf(names[i], sizeof(names[i]), "/m/%s%d",
+			 i == 3	  ? "missing"
+			 : i == 5 ? "cached"
+				  : "f",
+			 i);
+		paths[i] = names[i];
+	}
+	server_start(s, SRV_NORMAL);
+	g = granary_connect(s->path, &err);
+	assert_non_null(g);
+	rc = granary_warm(g, paths, 10, 4, warm_seen_cb, &w);
+	assert_int_equal(rc, 1); /* one file failed */
+	assert_int_equal(w.n, 10);
+	assert_true(s->max_batch > 1 && s->max_batch <= 4); /* pipelined, never more than jobs */
+	for (int i = 0; i < 10; i++) {
+		size_t k;
+
+		for (k = 0; k < w.n; k++)
+			if (!strcmp(w.paths[k], names[i]))
+				break;
+		assert_true(k < w.n);
+		if (k != (size_t)i)
+			in_order = false;
+		if (i == 3) {
+			assert_int_equal(w.errors[k], -ENOENT);
+			assert_string_equal(w.msgs[k], "not on the backend");
+		} else {
+			assert_int_equal(w.errors[k], 0);
+			assert_int_equal(w.sizes[k], fake_size(names[i]));
+			assert_int_equal(w.sources[k],
+					 i == 5 ? GRANARY_SRC_LOCAL : GRANARY_SRC_BACKEND);
+		}
+	}
+	assert_false(in_order); /* the server answered batches backwards */
+	assert_string_equal(granary_last_error(g), "not on the backend");
+
+	/* single requests still work after a pipeline on the same connection */
+	{
+		uint64_t size = 0;
+		int source = -1;
+
+		assert_int_equal(granary_warm_one(g, "/m/cached", &size, &source), 0);
+		assert_int_equal(size, fake_size("/m/cached"));
+		assert_int_equal(source, GRANARY_SRC_LOCAL);
+		assert_int_equal(granary_warm_one(g, "relative", NULL, NULL), -EINVAL);
+	}
+	granary_close(g);
+}
+
+static void test_open_passes_one_fd(void **state)
+{
+	struct server *s = *state;
+	struct granary_stat st;
+	struct granary *g;
+	struct stat sb;
+	int err, before, fd;
+
+	server_start(s, SRV_NORMAL);
+	g = granary_connect(s->path, &err);
+	assert_non_null(g);
+	assert_int_equal(granary_stat(g, "/m/f", NULL), 0); /* the server has accepted */
+	before = count_fds();
+	fd = granary_open(g, "/m/f", 0, &st);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_true(S_ISFIFO(sb.st_mode));
+	assert_int_equal(st.size, 1234);
+	assert_int_equal(st.source, GRANARY_SRC_BACKEND);
+	while (!__atomic_load_n(&s->opens_done, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	/* the stray reply's descriptor and the extra one were closed */
+	assert_int_equal(count_fds(), before + 1);
+	close(fd);
+	granary_close(g);
+}
+
+struct walk_seen {
+	char paths[8][32];
+	uint64_t sizes[8];
+	size_t n;
+};
+
+static int walk_seen_cb(const char *path, uint64_t size, void *arg)
+{
+	struct walk_seen *w = arg;
+
+	snprintf(w->paths[w->n], sizeof(w->paths[0]), "%s", path);
+	w->sizes[w->n++] = size;
+	return 0;
+}
+
+static void test_walk_follows_cookies(void **state)
+{
+	struct server *s = *state;
+	struct walk_seen w = {0};
+	struct granary *g;
+	uint64_t epoch = 0;
+	char name[32];
+	int err;
+
+	server_start(s, SRV_NORMAL);
+	g = granary_connect(s->path, &err);
+	assert_non_null(g);
+	assert_int_equal(granary_walk(g, "/m", walk_seen_cb, &w), 0);
+	assert_int_equal(w.n, 3);
+	assert_string_equal(w.paths[0], "/m/a");
+	assert_string_equal(w.paths[1], "/m/b");
+	assert_string_equal(w.paths[2], "/m/sub/x");
+	assert_int_equal(w.sizes[2], 3);
+	/* a file is reported itself, with the size STAT gave */
+	w.n = 0;
+	assert_int_equal(granary_walk(g, "/m/file", walk_seen_cb, &w), 0);
+	assert_int_equal(w.n, 1);
+	assert_int_equal(w.sizes[0], fake_size("/m/file"));
+
+	assert_int_equal(granary_epoch_name(g, NULL, "/m/a", &epoch, name, sizeof(name)), 0);
+	assert_int_equal(epoch, 7);
+	assert_string_equal(name, "imagenet");
+	/* an error with the daemon's words */
+	assert_int_equal(granary_verify(g, NULL, NULL, NULL), -EOPNOTSUPP);
+	assert_string_equal(granary_last_error(NULL), "not in this test");
+	granary_close(g);
+}
+
+static void test_hint_split(void **state)
+{
+	struct server *s = *state;
+	enum { N = 3000 };
+	static char names[N][100];
+	const char *paths[N];
+	struct granary *g;
+	int err;
+	long n;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "/m/train/%090d", i);
+		paths[i] = names[i];
+	}
+	server_start(s, SRV_NORMAL);
+	g = granary_connect(s->path, &err);
+	assert_non_null(g);
+	n = granary_hint(g, "imagenet", paths, N);
+	assert_int_equal(n, N);
+	assert_true(s->hint_msgs >= 5); /* 3000 * ~108 bytes do not fit in one message */
+	assert_int_equal(s->hint_paths, N);
+	assert_int_equal(s->hint_first_flags, PROTO_F_BEGIN);
+	assert_int_equal(s->hint_last_flags, PROTO_F_END);
+	assert_int_equal(s->hint_mid_flags, 0);
+	granary_close(g);
+}
+
+static void test_hangup_fails_every_file(void **state)
+{
+	struct server *s = *state;
+	const char *paths[] = {"/m/1", "/m/2", "/m/3", "/m/4", "/m/5", "/m/6"};
+	struct warm_seen w = {0};
+	struct granary *g;
+	int err, rc;
+
+	server_start(s, SRV_HANGUP_ON_WARM);
+	g = granary_connect(s->path, &err);
+	assert_non_null(g);
+	rc = granary_warm(g, paths, 6, 2, warm_seen_cb, &w);
+	assert_true(rc == -ECONNRESET || rc == -EPIPE);
+	assert_int_equal(w.n, 6);
+	for (size_t i = 0; i < w.n; i++)
+		assert_int_equal(w.errors[i], rc);
+	/* the connection stays failed */
+	assert_true(granary_stat(g, "/m/a", NULL) < 0);
+	granary_close(g);
+}
+
+struct stat_thread {
+	struct granary *g;
+	int id, bad;
+};
+
+static void *stat_thread_main(void *arg)
+{
+	struct stat_thread *t = arg;
+	char path[64];
+
+	for (int i = 0; i < 200; i++) {
+		struct granary_stat st;
+		int n = snprintf(path, sizeof(path), "/m/t%d/%.*d", t->id, i % 20 + 1, i);
+
+		(void)n;
+		if (granary_stat(t->g, path, &st) < 0 || st.size != fake_size(path))
+			t->bad++;
+	}
+	return NULL;
+}
+
+static void test_threads_share_connection(void **state)
+{
+	struct server *s = *state;
+	struct stat_thread t[4];
+	pthread_t th[4];
+	struct granary *g;
+	int err;
+
+	server_start(s, SRV_NORMAL);
+	g = granary_connect(s->path, &err);
+	assert_non_null(g);
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct stat_thread){.g = g, .id = i};
+		pthread_create(&th[i], NULL, stat_thread_main, &t[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(t[i].bad, 0);
+	}
+	granary_close(g);
+}
+
+static void test_connect_errors(void **state)
+{
+	char longpath[200];
+	int err = 0;
+
+	(void)state;
+	assert_null(granary_connect("/nonexistent/granary.sock", &err));
+	assert_int_equal(err, -ENOENT);
+	memset(longpath, 'a', sizeof(longpath) - 1);
+	longpath[0] = '/';
+	longpath[sizeof(longpath) - 1] = '\0';
+	assert_null(granary_connect(longpath, &err));
+	assert_int_equal(err, -ENAMETOOLONG);
+	assert_string_equal(granary_strerror(-ENOENT), "No such file or directory");
+	assert_string_equal(granary_strerror(ENOENT), "No such file or directory");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_uint),
+		cmocka_unit_test(test_abspath),
+		cmocka_unit_test(test_manifest_line),
+		cmocka_unit_test(test_manifest_read),
+		cmocka_unit_test(test_fmt_bytes),
+		cmocka_unit_test(test_fmt_duration_percent),
+		cmocka_unit_test(test_progress),
+		cmocka_unit_test(test_status_print),
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_connect_errors),
+		cmocka_unit_test_setup_teardown(test_warm_out_of_order, server_setup,
+						server_teardown),
+		cmocka_unit_test_setup_teardown(test_open_passes_one_fd, server_setup,
+						server_teardown),
+		cmocka_unit_test_setup_teardown(test_walk_follows_cookies, server_setup,
+						server_teardown),
+		cmocka_unit_test_setup_teardown(test_hint_split, server_setup, server_teardown),
+		cmocka_unit_test_setup_teardown(test_hangup_fails_every_file, server_setup,
+						server_teardown),
+		cmocka_unit_test_setup_teardown(test_threads_share_connection, server_setup,
+						server_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
