@@ -916,10 +916,12 @@ static int walk_dir(struct granary *g, const char *dir, granary_file_fn cb, void
 
 int granary_walk(struct granary *g, const char *path, granary_file_fn cb, void *arg)
 {
+	char why[ERRMSG_MAX];
 	struct granary_stat st;
 	int rc, lrc;
 
 	rc = granary_stat(g, path, &st);
+	memcpy(why, tls_errmsg, sizeof(why));
 	if (rc == 0 && st.type == GRANARY_FT_REG)
 		return cb(path, st.size, arg);
 	if (rc == 0 && st.type != GRANARY_FT_DIR && st.type != 0)
@@ -929,7 +931,11 @@ int granary_walk(struct granary *g, const char *path, granary_file_fn cb, void *
 	if (lrc == 0 || rc == 0)
 		return lrc;
 	/* Nothing to list either: the stat's answer explains it best. */
-	return lrc == -ENOENT || lrc == -ENOTDIR ? rc : lrc;
+	if (lrc == -ENOENT || lrc == -ENOTDIR) {
+		set_errmsg(why);
+		return rc;
+	}
+	return lrc;
 }
 
 /* A request with PATH (optional) and FLAGS (when non-zero) answering COUNT. */
@@ -1029,9 +1035,31 @@ int granary_epoch(struct granary *g, const char *dataset, const char *path, uint
 	return granary_epoch_name(g, dataset, path, epoch, NULL, 0);
 }
 
+/* What finding the mount of a path carries through granary_mounts(). */
+struct mount_match {
+	const char *path;
+	char *best; /* PROTO_PATH_MAX + 1 */
+	size_t best_len;
+};
+
+static int mount_match_cb(const char *mount, uint32_t backend, uint32_t flags, void *arg)
+{
+	struct mount_match *mm = arg;
+	size_t len = strlen(mount);
+
+	(void)backend;
+	(void)flags;
+	if (proto_path_under(mm->path, mount) && (!mm->best[0] || len > mm->best_len)) {
+		memcpy(mm->best, mount, len + 1);
+		mm->best_len = len;
+	}
+	return 0;
+}
+
 long granary_hint(struct granary *g, const char *dataset, const char *const *paths, size_t n)
 {
 	struct proto_buf *b;
+	char *mount = NULL;
 	uint64_t total = 0;
 	size_t i = 0;
 	bool first = true;
@@ -1043,9 +1071,30 @@ long granary_hint(struct granary *g, const char *dataset, const char *const *pat
 		if (strlen(paths[k]) > PROTO_PATH_MAX)
 			return -ENAMETOOLONG;
 	}
+	if (!dataset && n > 0) {
+		/*
+		 * A hint's paths are the order, not its scope: name the dataset by
+		 * the mount holding the first path (the daemon takes a mount's
+		 * path as its dataset's name).
+		 */
+		struct mount_match mm = {.path = paths[0]};
+
+		mount = mm.best = calloc(1, PROTO_PATH_MAX + 1);
+		if (!mount)
+			return -ENOMEM;
+		rc = granary_mounts(g, mount_match_cb, &mm);
+		if (rc < 0) {
+			free(mount);
+			return rc;
+		}
+		if (mount[0])
+			dataset = mount;
+	}
 	b = malloc(sizeof(*b));
-	if (!b)
+	if (!b) {
+		free(mount);
 		return -ENOMEM;
+	}
 	do {
 		uint32_t flags = first ? PROTO_F_BEGIN : 0;
 		size_t flags_at;
@@ -1077,6 +1126,7 @@ long granary_hint(struct granary *g, const char *dataset, const char *const *pat
 		first = false;
 	} while (rc == 0 && i < n);
 	free(b);
+	free(mount);
 	if (rc < 0)
 		return rc;
 	return (long)total;

@@ -196,7 +196,7 @@ GRANARY_API int granary_epoch_name(struct granary *g, const char *dataset, const
 
 /*
  * Send the order in which the next epoch of @dataset (NULL: the dataset of the
- * paths) will read @paths, replacing any previous order. Long orders are sent
+ * mount that holds paths[0]) will read @paths, replacing any previous order. Long orders are sent
  * in several messages. Returns the number of paths the daemon took, or -errno.
  */
 GRANARY_API long granary_hint(struct granary *g, const char *dataset, const char *const *paths,
