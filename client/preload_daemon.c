@@ -45,6 +45,7 @@
 
 #define SOCKET_DEFAULT	"/run/granary/granary.sock"
 #define TIMEOUT_DEFAULT 30000 /* ms: a miss may fetch a large file */
+#define SPIN_US_DEFAULT 100   /* a hit is answered in tens of microseconds */
 #define RETRY_NS	1000000000LL
 #define DROP_WAIT_MS	100
 #define SYSLOG_EVERY_NS 60000000000LL
@@ -68,6 +69,9 @@ static struct {
 	bool disabled;
 	int debug;
 	int timeout_ms;
+	int64_t spin_ns;   /* GRANARY_SPIN_US: how long a waiter may spin */
+	unsigned spin_max; /* how many threads may spin at once */
+	unsigned spinners; /* atomic: how many do now */
 	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	pthread_key_t key;
 	bool have_key;
@@ -311,6 +315,8 @@ static int env_int(const char *name, int def)
 
 static void shim_init(void)
 {
+	cpu_set_t cpus;
+	unsigned ncpu = 1;
 	const char *s;
 	size_t n;
 
@@ -322,6 +328,10 @@ static void shim_init(void)
 	g.timeout_ms = env_int("GRANARY_TIMEOUT_MS", TIMEOUT_DEFAULT);
 	if (g.timeout_ms <= 0)
 		g.timeout_ms = TIMEOUT_DEFAULT;
+	g.spin_ns = (int64_t)env_int("GRANARY_SPIN_US", SPIN_US_DEFAULT) * 1000;
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
+		ncpu = (unsigned)CPU_COUNT(&cpus);
+	g.spin_max = ncpu / 4 ? ncpu / 4 : 1;
 	s = getenv("GRANARY_SOCKET");
 	if (!s || !*s)
 		s = SOCKET_DEFAULT;
@@ -335,8 +345,6 @@ static void shim_init(void)
 	if (!g.disabled)
 		g.have_key = pthread_key_create(&g.key, tstate_destroy) == 0;
 	__atomic_store_n(&g.ready, 1, __ATOMIC_RELEASE);
-	if (g.disabled && g.debug)
-		shim_log("disabled by GRANARY_DISABLE");
 }
 
 static bool shim_ready(void)
@@ -510,6 +518,40 @@ static void close_fds(const int *fds, int n)
 }
 
 /*
+ * recvmsg on the connection. An answer from the cache usually comes sooner
+ * than a sleeping thread is woken: with @spin, try a non-blocking receive for
+ * up to g.spin_ns before blocking, but only while few threads of this process
+ * are doing the same, since a spinning waiter must not take the CPU that its
+ * daemon or its siblings need.
+ */
+static ssize_t conn_recv(struct tstate *ts, struct msghdr *mh, bool spin)
+{
+	size_t controllen = mh->msg_controllen;
+	ssize_t n;
+
+	if (spin && g.spin_ns > 0) {
+		unsigned w = __atomic_add_fetch(&g.spinners, 1, __ATOMIC_RELAXED);
+		int64_t end = mono_ns() + g.spin_ns;
+
+		while (w <= g.spin_max) {
+			mh->msg_controllen = controllen;
+			mh->msg_flags = 0;
+			n = recvmsg(ts->fd, mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+			if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
+				__atomic_sub_fetch(&g.spinners, 1, __ATOMIC_RELAXED);
+				return n;
+			}
+			if (mono_ns() >= end)
+				break;
+		}
+		__atomic_sub_fetch(&g.spinners, 1, __ATOMIC_RELAXED);
+		mh->msg_controllen = controllen;
+		mh->msg_flags = 0;
+	}
+	return recvmsg(ts->fd, mh, MSG_CMSG_CLOEXEC);
+}
+
+/*
  * Send ts->out (request @id of @type) and receive its reply into ts->in.
  * @wait_ms < 0: wait as long as the socket timeout allows; else at most that.
  * Returns the reply's length with *@rfd its descriptor or -1; -ETIMEDOUT when
@@ -551,7 +593,7 @@ static ssize_t conn_call(struct tstate *ts, uint32_t id, uint16_t type, int *rfd
 			if (r == 0)
 				return -ETIMEDOUT;
 		}
-		n = recvmsg(ts->fd, &mh, MSG_CMSG_CLOEXEC);
+		n = conn_recv(ts, &mh, wait_ms < 0);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
