@@ -218,7 +218,7 @@ struct warm_ctx {
 	bool retry_dirs;      /* collect EISDIR answers to expand them */
 	struct cli_strv dirs; /* manifest entries that turned out to be directories */
 	struct cli_strv failures;
-	uint64_t listed; /* files found while expanding */
+	uint64_t lost; /* files not warmed because the connection failed */
 };
 
 static void warm_fail(struct warm_ctx *c, const char *path, int error, const char *why)
@@ -262,6 +262,11 @@ static int warm_cb(const char *path, uint64_t size, int source, int error, const
 {
 	struct warm_ctx *c = arg;
 
+	if (error == -ECONNRESET || error == -EPIPE || error == -ENOTCONN) {
+		/* the connection is gone: counted once at the end, not per file */
+		c->lost++;
+		return 1;
+	}
 	if (error == -EISDIR && c->retry_dirs) {
 		cli_strv_push(&c->dirs, path, 0);
 		c->p.total_files--;
@@ -466,10 +471,6 @@ static int cmd_warm(int argc, char **argv)
 	}
 	if (c.tty && !c.quiet && (c.drawn || c.p.done_files))
 		warm_draw(&c, true);
-	if (rc < 0) {
-		err_req("warm", rc);
-		goto out;
-	}
 	if (!c.quiet) {
 		cli_progress_summary(&c.p, now_s(), line, sizeof(line));
 		printf("%s\n", line);
@@ -477,7 +478,11 @@ static int cmd_warm(int argc, char **argv)
 	}
 	for (size_t i = 0; i < c.failures.n; i++)
 		err_msg("failed: %s", c.failures.v[i]);
-	if (interrupted) {
+	if (rc < 0) {
+		err_msg("lost the connection to granaryd: %s; %llu file%s not warmed",
+			granary_strerror(rc), (unsigned long long)c.lost, c.lost == 1 ? "" : "s");
+		ret = EXIT_FAIL;
+	} else if (interrupted) {
 		err_msg("interrupted: %llu of %llu files done", (unsigned long long)c.p.done_files,
 			(unsigned long long)c.p.total_files);
 		ret = EXIT_INTR;
