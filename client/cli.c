@@ -1203,6 +1203,10 @@ static int cmd_help(int argc, char **argv)
 {
 	const struct verb *v;
 
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		print_help(&verb_help);
+		return EXIT_OK;
+	}
 	if (argc > 1 && (v = verb_find(argv[1]))) {
 		print_help(v);
 		return EXIT_OK;

@@ -209,13 +209,28 @@ static ssize_t recv_one(int sock, uint8_t *buf, int *fd)
  * Returns 0, or -errno when the datagram is not a reply at all: then the
  * connection cannot be trusted and is given up.
  */
+/*
+ * proto_check(), also accepting the reply of type PROTO_REPLY alone that the
+ * daemon sends to a request it could not parse (its type unknown).
+ */
+static int reply_check(const void *msg, size_t len, struct proto_hdr *h)
+{
+	int rc = proto_check(msg, len, h);
+
+	if (rc == -EBADMSG && len >= PROTO_HDR_SIZE && h->magic == PROTO_MAGIC &&
+	    h->version == PROTO_VERSION && h->type == PROTO_REPLY &&
+	    (size_t)h->len == len - PROTO_HDR_SIZE)
+		return 0;
+	return rc;
+}
+
 static int dispatch(struct granary *g, uint8_t *buf, size_t len, int fd)
 {
 	struct proto_hdr h;
 	struct pending *p;
 	int rc;
 
-	rc = proto_check(buf, len, &h);
+	rc = reply_check(buf, len, &h);
 	if (rc == 0 && !(h.type & PROTO_REPLY))
 		rc = -EBADMSG;
 	if (rc < 0) {
@@ -372,10 +387,10 @@ static int reply_take(struct pending *p, uint16_t type, struct reply *r)
 	p->fd = -1;
 	if (!r->msg)
 		return r->status = -ENOMEM;
-	rc = proto_check(r->msg, r->len, &h);
+	rc = reply_check(r->msg, r->len, &h);
 	if (rc < 0)
 		return r->status = rc;
-	if (h.type != (PROTO_REPLY | type))
+	if (h.type != (PROTO_REPLY | type) && h.type != PROTO_REPLY)
 		return r->status = -EPROTO;
 	proto_iter_init(&it, r->msg, r->len);
 	rc = proto_next(&it, &item);

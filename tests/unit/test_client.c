@@ -460,6 +460,13 @@ static bool serve_one(struct server *s, int fd, const uint8_t *msg, size_t len)
 		proto_put_u64(b, PROTO_T_EPOCH, 7);
 		send_with_fds(fd, b, NULL, 0);
 		break;
+	case PROTO_DROP:
+		/* what the daemon answers to a request it cannot parse: type unknown */
+		proto_begin(b, PROTO_REPLY, h.id);
+		proto_put_i32(b, PROTO_T_STATUS, -EBADMSG);
+		proto_put_str(b, PROTO_T_ERRMSG, "malformed request");
+		send_with_fds(fd, b, NULL, 0);
+		break;
 	default:
 		reply_begin(b, &h, -EOPNOTSUPP);
 		proto_put_str(b, PROTO_T_ERRMSG, "not in this test");
@@ -725,6 +732,10 @@ static void test_walk_follows_cookies(void **state)
 	/* an error with the daemon's words */
 	assert_int_equal(granary_verify(g, NULL, NULL, NULL), -EOPNOTSUPP);
 	assert_string_equal(granary_last_error(NULL), "not in this test");
+	/* an answer without the request's type is still that request's answer */
+	assert_int_equal(granary_drop(g, "/m/a", NULL), -EBADMSG);
+	assert_string_equal(granary_last_error(NULL), "malformed request");
+	assert_int_equal(granary_stat(g, "/m/a", NULL), 0);
 	granary_close(g);
 }
 
