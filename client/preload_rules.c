@@ -97,8 +97,8 @@ int preload_path_join(const char *base, const char *path, char *out, size_t outs
 	 * under the normalised name may not be one.
 	 */
 	plen = strlen(path);
-	if (path[plen - 1] == '/' ||
-	    (path[plen - 1] == '.' && (plen == 1 || path[plen - 2] == '/')))
+	if (j.o > 1 && (path[plen - 1] == '/' ||
+			(path[plen - 1] == '.' && (plen == 1 || path[plen - 2] == '/'))))
 		j.inexact = true;
 	return j.inexact ? 1 : 0;
 }
