@@ -179,7 +179,8 @@ def _strv(items):
 # ---- the client ----
 
 class Client:
-    """One connection to granaryd. Thread-safe: threads may share it.
+    """One connection to granaryd. Thread-safe: threads may share it, but a
+    forked child must make its own (the module's default client does so).
 
     Failures raise GranaryError (an OSError: .errno, .strerror, .message)."""
 
@@ -439,6 +440,18 @@ def default_client():
         if _default is None:
             _default = Client()
         return _default
+
+
+def _forget_default_after_fork():
+    # A forked child (a DataLoader worker) must not share the parent's
+    # connection: replies would go to whichever process reads first. The old
+    # handle is left alone (its lock may have been held at fork time).
+    global _default
+    _default = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_default_after_fork)
 
 
 def _with_default(fn):
