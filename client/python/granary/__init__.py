@@ -20,7 +20,6 @@ import glob
 import os
 import threading
 import time
-import warnings
 
 __all__ = ["Client", "GranaryError", "warm", "hint", "epoch", "status", "default_client",
            "HintedSampler", "SOURCE_LOCAL", "SOURCE_BACKEND", "SOURCE_PEER",
