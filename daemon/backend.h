@@ -12,6 +12,7 @@
 #ifndef GRANARY_BACKEND_H
 #define GRANARY_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,28 @@ struct backend_dirent {
 	char name[256];
 	int type; /* enum proto_ftype */
 	uint64_t size;
+};
+
+/*
+ * One asynchronous call of a remote backend. The caller owns it (usually
+ * embedded in its own request) and fills the inputs; the backend fills the
+ * outputs and calls done() on the loop thread exactly once.
+ */
+struct backend_call {
+	void (*done)(struct backend_call *call);
+	void *arg;
+	bool foreground; /* a process waits on it (QoS class) */
+	/* outputs */
+	int err;       /* 0 or -errno */
+	char msg[256]; /* for the user, never a credential */
+	struct validator v; /* head, get: what the backend said of the object */
+	int type;           /* head: enum proto_ftype */
+	uint64_t checksum;  /* get: xxh3-64 of every byte written to the fd */
+	uint64_t bytes;     /* get: bytes written */
+	/* list: the caller provides room for max_ents entries */
+	struct backend_dirent *ents;
+	size_t n_ents, max_ents;
+	bool more; /* entries follow the last one returned */
 };
 
 struct backend_ops {
@@ -44,6 +67,22 @@ struct backend_ops {
 	int (*list)(struct mount *m, const char *rel, const char *after,
 		    int (*fn)(const struct backend_dirent *de, void *arg), void *arg, char *err,
 		    size_t errsz);
+
+	/*
+	 * Remote backends (http, s3) implement these instead of open, stat and
+	 * list; they run on the loop thread and answer through call->done.
+	 *
+	 * head_async: describe @rel (size, ETag or Last-Modified, type).
+	 * get_async: write the whole object at offset 0 of @fd (a staging file or
+	 * a memfd) and fill bytes and checksum; call->v holds on entry what
+	 * head_async said, and the object must still match it (If-Match, size):
+	 * otherwise fail with -ESTALE, never a mixed object.
+	 * list_async: the entries of directory @rel in name order after @after.
+	 */
+	void (*head_async)(struct mount *m, const char *rel, struct backend_call *call);
+	void (*get_async)(struct mount *m, const char *rel, int fd, struct backend_call *call);
+	void (*list_async)(struct mount *m, const char *rel, const char *after,
+			   struct backend_call *call);
 };
 
 extern const struct backend_ops backend_posix;

@@ -32,6 +32,7 @@ struct hint;
 struct metrics;
 
 struct mount {
+	struct granaryd *d;
 	const struct config_mount *cfg;
 	const struct backend_ops *ops;
 	void *priv;	  /* the backend's own state */

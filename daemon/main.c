@@ -300,6 +300,7 @@ static int setup_mounts(struct granaryd *d)
 		const struct config_mount *cm = &d->cfg->mounts[i];
 		int rc;
 
+		m->d = d;
 		m->cfg = cm;
 		m->ops = backend_for(cm->backend);
 		if (!m->ops) {
