@@ -4,14 +4,18 @@ daemon's counters show the opens were served by granary. A write through the
 shim reaches the source and the next read sees it. With the daemon killed,
 reads fall open with the right bytes; once it is back, they go through the
 cache again, without restarting the reader."""
+import errno
 import hashlib
 import json
 import os
+import socket
+import struct
 import subprocess
-import sys
+import threading
 import time
 
-from harness import DEBIAN_PYTHON, GRANARYD, PRELOAD, Fail, check, run
+from harness import (DEBIAN_PYTHON, GRANARYD, PRELOAD, REPLY, T, TAG, Fail, check, item,
+                     message, parse, run)
 
 # Runs inside a child with LD_PRELOAD set; prints one JSON object.
 READER = r'''
@@ -278,8 +282,187 @@ def check_kill_restart(wd, d, raw):
         with open(stop, "w"):
             pass
         rc = proc.wait(60)
-        check(rc == 0, "the looping reader saw wrong bytes: " + proc.stderr.read())
-        check(proc.stderr.read() == "", "the shim wrote to stderr while failing open")
+        err = proc.stderr.read()
+        check(rc == 0, "the looping reader saw wrong bytes: " + err)
+        check(err == "", "the shim wrote to stderr while failing open: " + err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# Object-store semantics, against a stand-in daemon (see StandIn).
+OBJREADER = r'''
+import errno, json, os, sys, time
+objs, nas = sys.argv[1], sys.argv[2]
+out = {}
+def attempt(fn):
+    try:
+        return ["ok", fn()]
+    except OSError as e:
+        return ["err", errno.errorcode.get(e.errno, e.errno)]
+def read(p):
+    with open(p, "rb") as f:
+        return f.read().decode()
+def fstat(p):
+    with open(p, "rb") as f:
+        st = os.fstat(f.fileno())
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+def stat(p):
+    st = os.stat(p)
+    return [st.st_size, st.st_mtime_ns, st.st_ino, oct(st.st_mode)]
+def write(p):
+    with open(p, "wb") as f:
+        f.write(b"x")
+out["read"] = attempt(lambda: read(objs + "/a.txt"))
+out["fstat"] = attempt(lambda: fstat(objs + "/a.txt"))
+out["stat"] = attempt(lambda: stat(objs + "/a.txt"))
+out["stat_dir"] = attempt(lambda: stat(objs + "/dir"))
+out["missing"] = attempt(lambda: read(objs + "/missing"))
+out["stat_missing"] = attempt(lambda: stat(objs + "/missing"))
+out["write"] = attempt(lambda: write(objs + "/a.txt"))
+out["access_r"] = os.access(objs + "/a.txt", os.R_OK)
+out["access_w"] = attempt(lambda: os.access(objs + "/a.txt", os.W_OK))
+out["refused_nas"] = attempt(lambda: read(nas + "/refused.txt"))
+t = time.time()
+out["slow_nas"] = attempt(lambda: read(nas + "/slow.txt"))
+out["slow_s"] = time.time() - t
+print(json.dumps(out), flush=True)
+sys.stdin.readline()  # the stand-in is stopped now
+out = {"read_down": attempt(lambda: read(objs + "/a.txt")),
+       "nas_down": attempt(lambda: read(nas + "/refused.txt"))}
+print(json.dumps(out), flush=True)
+'''
+
+
+class StandIn:
+    """A stand-in for granaryd that serves an object-store mount (the daemon
+    has only the posix backend so far) and a posix mount, answering OPEN from
+    local files, STAT from fixed attributes, and never answering slow.txt."""
+
+    MTIME = 1600000000123456789
+    INO = 777
+
+    def __init__(self, path, objs, nas, backing):
+        self.path, self.objs, self.nas, self.backing = path, objs, nas, backing
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.srv.bind(path)
+        self.srv.listen(16)
+        self.conns = []
+        self.stopped = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def reply(self, c, mtype, mid, status, items=b"", fds=()):
+        body = struct.pack("=HHIi", TAG["STATUS"], 0, 4, status) + items
+        c.sendmsg([message(REPLY | mtype, body, mid)],
+                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("=%di" % len(fds), *fds))]
+                  if fds else [])
+
+    def attrs(self, size, mode):
+        return (struct.pack("=HHIQ", TAG["SIZE"], 0, 8, size) +
+                struct.pack("=HHIq", TAG["MTIME_NS"], 0, 8, self.MTIME) +
+                item("MODE", mode) + struct.pack("=HHIQ", TAG["INO"], 0, 8, self.INO))
+
+    def serve(self, c):
+        while True:
+            try:
+                data = c.recv(70000)
+            except OSError:
+                return
+            if not data:
+                return
+            mtype, mid, items = parse(data)
+            path = dict(items).get("PATH", b"").decode()
+            if mtype == T["HELLO"]:
+                self.reply(c, mtype, mid, 0,
+                           item("MOUNT", self.objs) + item("BACKEND", 3) + item("FLAGS", 0) +
+                           item("MOUNT", self.nas) + item("BACKEND", 1) + item("FLAGS", 1))
+            elif path.endswith("/slow.txt"):
+                continue
+            elif path.endswith("/missing") or path.endswith("/refused.txt"):
+                self.reply(c, mtype, mid, -errno.ENOENT, item("ERRMSG", "no such object"))
+            elif mtype == T["STAT"] and path.endswith("/dir"):
+                self.reply(c, mtype, mid, 0, self.attrs(0, 0o755) + item("TYPE", 2))
+            elif mtype == T["STAT"]:
+                self.reply(c, mtype, mid, 0, self.attrs(os.path.getsize(self.backing), 0o644) +
+                           item("TYPE", 1))
+            elif mtype == T["OPEN"]:
+                fd = os.open(self.backing, os.O_RDONLY)
+                self.reply(c, mtype, mid, 0, self.attrs(os.path.getsize(self.backing),
+                                                        0o100644), [fd])
+                os.close(fd)
+            else:
+                self.reply(c, mtype, mid, 0)
+
+    def stop(self):
+        self.stopped = True
+        self.srv.close()
+        for c in self.conns:
+            c.close()
+        os.unlink(self.path)
+
+
+def check_object_store(wd):
+    objs = "/granary-test-%d/objects" % os.getpid()  # exists only through the stand-in
+    nas = os.path.join(wd.path, "nas2")
+    os.makedirs(nas)
+    for name in ("slow.txt", "refused.txt"):
+        with open(os.path.join(nas, name), "w") as f:
+            f.write("original " + name)
+    backing = os.path.join(wd.path, "backing.txt")
+    with open(backing, "w") as f:
+        f.write("object bytes")
+    sock = os.path.join(wd.path, "standin.sock")
+    si = StandIn(sock, objs, nas, backing)
+    env = dict(os.environ, LD_PRELOAD=PRELOAD, GRANARY_SOCKET=sock, GRANARY_TIMEOUT_MS="400")
+    errpath = os.path.join(wd.path, "objreader.err")
+    with open(errpath, "w") as err:
+        proc = subprocess.Popen([DEBIAN_PYTHON, "-c", OBJREADER, objs, nas], text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                env=env)
+    try:
+        out = json.loads(proc.stdout.readline() or "null")
+        check(out is not None, "object-store reader failed, see " + errpath)
+        size = os.path.getsize(backing)
+        check(out["read"] == ["ok", "object bytes"], "object read: %s" % out["read"])
+        check(out["fstat"] == ["ok", [size, StandIn.MTIME, StandIn.INO]],
+              "fstat of an object: %s" % out["fstat"])
+        check(out["stat"] == ["ok", [size, StandIn.MTIME, StandIn.INO, "0o100644"]],
+              "stat of an object: %s" % out["stat"])
+        check(out["stat_dir"][0] == "ok" and out["stat_dir"][1][3] == "0o40755",
+              "stat of an object-store directory: %s" % out["stat_dir"])
+        check(out["missing"] == ["err", "ENOENT"], "missing object: %s" % out["missing"])
+        check(out["stat_missing"] == ["err", "ENOENT"], "stat of a missing object: %s"
+              % out["stat_missing"])
+        check(out["write"] == ["err", "EROFS"], "write to an object: %s" % out["write"])
+        check(out["access_r"] is True and out["access_w"] == ["ok", False],
+              "access on an object: %s %s" % (out["access_r"], out["access_w"]))
+        check(out["slow_nas"] == ["ok", "original slow.txt"],
+              "a NAS open that times out should fall open: %s" % out["slow_nas"])
+        check(0.3 < out["slow_s"] < 10, "the timeout took %.2f s" % out["slow_s"])
+        check(out["refused_nas"] == ["ok", "original refused.txt"],
+              "a NAS open the daemon refuses should fall open: %s" % out["refused_nas"])
+        si.stop()
+        time.sleep(1.2)  # past the retry interval, so the shim tries to reconnect
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out = json.loads(proc.stdout.readline() or "null")
+        check(out is not None, "object-store reader failed, see " + errpath)
+        check(out["read_down"] == ["err", "EIO"],
+              "an object with the daemon gone should be EIO: %s" % out["read_down"])
+        check(out["nas_down"] == ["ok", "original refused.txt"],
+              "a NAS file with the daemon gone should fall open: %s" % out["nas_down"])
+        check(proc.wait(30) == 0, "object-store reader failed, see " + errpath)
+        check(os.path.getsize(errpath) == 0, "the shim wrote to stderr without GRANARY_DEBUG")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -300,6 +483,7 @@ def main(wd):
     check_no_daemon(wd, d, raw)
     check_kill_restart(wd, d, raw)
     d.stop()
+    check_object_store(wd)
 
 
 if __name__ == "__main__":
