@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -28,6 +29,7 @@
 struct fetch {
 	struct pool_task task;
 	struct uring_req io;
+	struct backend_call call; /* remote backends */
 	struct granaryd *d;
 	struct mount *m;
 	char *path;
@@ -55,6 +57,7 @@ struct fetch {
 /* A validation of a cached object against its source. */
 struct validate {
 	struct pool_task task;
+	struct backend_call call; /* remote backends */
 	struct granaryd *d;
 	struct mount *m;
 	struct fetch_waiter *w;
@@ -365,13 +368,15 @@ static void finish_work(struct pool_task *t)
 	struct stat sb;
 
 	f->err = 0;
-	if (fstat(f->srcfd, &sb) < 0) {
+	if (f->srcfd < 0) {
+		/* remote: the GET was conditional on the validator */
+	} else if (fstat(f->srcfd, &sb) < 0) {
 		f->err = -errno;
 		snprintf(f->msg, sizeof(f->msg), "fstat of the source failed");
 		return;
-	}
-	if ((uint64_t)sb.st_size != f->v.size ||
-	    (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec != f->v.mtime_ns) {
+	} else if ((uint64_t)sb.st_size != f->v.size ||
+		   (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec !=
+			   f->v.mtime_ns) {
 		f->changed = true;
 		return;
 	}
@@ -395,7 +400,8 @@ static void retry_or_fail(struct fetch *f, const char *why)
 		return;
 	}
 	f->d->c.refetches_changed++;
-	close(f->srcfd);
+	if (f->srcfd >= 0)
+		close(f->srcfd);
 	f->srcfd = -1;
 	f->changed = f->invalidated = false;
 	f->off = 0;
@@ -421,7 +427,8 @@ static void finish_done(struct pool_task *t)
 		retry_or_fail(f, "the source kept changing while it was copied");
 		return;
 	}
-	f->checksum = XXH3_64bits_digest(f->xx);
+	if (!f->m->ops->get_async)
+		f->checksum = XXH3_64bits_digest(f->xx);
 	fetch_committed(f);
 }
 
@@ -512,23 +519,58 @@ static void open_work(struct pool_task *t)
 	f->err = f->m->ops->open(f->m, f->rel, &f->srcfd, &f->v, f->msg, sizeof(f->msg));
 }
 
-static void open_done(struct pool_task *t)
+static void get_done(struct backend_call *call);
+
+static bool wants_fd(const struct fetch *f)
 {
-	struct fetch *f = (struct fetch *)t;
+	const struct fetch_waiter *w;
+
+	for (w = f->waiters; w; w = w->next)
+		if (w->want_fd)
+			return true;
+	return false;
+}
+
+/* Remote, not admitted: readers get a sealed memfd with the whole object. */
+static void fetch_direct_remote(struct fetch *f)
+{
+	int fd;
+
+	if (!wants_fd(f)) {
+		fetch_direct(f); /* warms only: nothing to download */
+		return;
+	}
+	fd = memfd_create("granary", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		fetch_fail(f, -errno, "cannot create a memfd");
+		return;
+	}
+	f->srcfd = fd;
+	memset(&f->call, 0, sizeof(f->call));
+	f->call.done = get_done;
+	f->call.arg = f;
+	f->call.foreground = true;
+	f->call.v = f->v;
+	f->m->ops->get_async(f->m, f->rel, fd, &f->call);
+}
+
+/* The source is described: admit the object or serve it directly, then copy. */
+static void fetch_described(struct fetch *f)
+{
 	struct granaryd *d = f->d;
+	bool remote = f->m->ops->get_async != NULL;
 	size_t want;
 	int fd;
 
-	if (f->err) {
-		fetch_fail(f, f->err, f->msg);
-		return;
-	}
 	if (d->stopping) {
 		fetch_fail(f, -ECANCELED, "granaryd is shutting down");
 		return;
 	}
 	if (!make_room(d, f->m->dataset, f->v.size)) {
-		fetch_direct(f);
+		if (remote)
+			fetch_direct_remote(f);
+		else
+			fetch_direct(f);
 		return;
 	}
 	f->admitted = true;
@@ -541,6 +583,15 @@ static void open_done(struct pool_task *t)
 		return;
 	}
 	f->tmpfd = fd;
+	if (remote) {
+		memset(&f->call, 0, sizeof(f->call));
+		f->call.done = get_done;
+		f->call.arg = f;
+		f->call.foreground = f->waiters && f->waiters->foreground;
+		f->call.v = f->v;
+		f->m->ops->get_async(f->m, f->rel, fd, &f->call);
+		return;
+	}
 	want = f->v.size < COPY_CHUNK ? (size_t)f->v.size : COPY_CHUNK;
 	if (want == 0)
 		want = 1;
@@ -558,10 +609,75 @@ static void open_done(struct pool_task *t)
 	copy_step(f);
 }
 
+static void open_done(struct pool_task *t)
+{
+	struct fetch *f = (struct fetch *)t;
+
+	if (f->err) {
+		fetch_fail(f, f->err, f->msg);
+		return;
+	}
+	fetch_described(f);
+}
+
+static void head_done(struct backend_call *call)
+{
+	struct fetch *f = call->arg;
+
+	if (call->err) {
+		fetch_fail(f, call->err, call->msg);
+		return;
+	}
+	if (call->type == PROTO_FT_DIR) {
+		fetch_fail(f, -EISDIR, "");
+		return;
+	}
+	f->v = call->v;
+	fetch_described(f);
+}
+
+static void get_done(struct backend_call *call)
+{
+	struct fetch *f = call->arg;
+
+	if (call->err) {
+		fetch_fail(f, call->err, call->msg);
+		return;
+	}
+	if (call->bytes != f->v.size) {
+		snprintf(f->msg, sizeof(f->msg), "got %llu bytes of %llu",
+			 (unsigned long long)call->bytes, (unsigned long long)f->v.size);
+		fetch_fail(f, -EIO, f->msg);
+		return;
+	}
+	if (!f->admitted) {
+		/* a memfd for direct readers: make it immutable first */
+		if (fcntl(f->srcfd, F_ADD_SEALS,
+			  F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+			fetch_fail(f, -errno, "cannot seal the memfd");
+			return;
+		}
+		fetch_direct(f);
+		return;
+	}
+	f->checksum = call->checksum;
+	f->task.work = finish_work;
+	f->task.done = finish_done;
+	pool_submit(f->d->pool, &f->task);
+}
+
 static void fetch_start(struct fetch *f)
 {
 	f->d->fetches_inflight++;
 	f->start_ns = granaryd_now_ns();
+	if (f->m->ops->head_async) {
+		memset(&f->call, 0, sizeof(f->call));
+		f->call.done = head_done;
+		f->call.arg = f;
+		f->call.foreground = f->waiters && f->waiters->foreground;
+		f->m->ops->head_async(f->m, f->rel, &f->call);
+		return;
+	}
 	f->task.work = open_work;
 	f->task.done = open_done;
 	pool_submit(f->d->pool, &f->task);
@@ -622,9 +738,8 @@ static void validate_work(struct pool_task *t)
 	v->err = v->m->ops->stat(v->m, rel, &v->v, &v->type, v->msg, sizeof(v->msg));
 }
 
-static void validate_done(struct pool_task *t)
+static void validated(struct validate *v)
 {
-	struct validate *v = (struct validate *)t;
 	struct granaryd *d = v->d;
 	struct fetch_waiter *w = v->w;
 	struct object *o = index_get(d->idx, v->path);
@@ -656,6 +771,22 @@ static void validate_done(struct pool_task *t)
 	free(v);
 }
 
+static void validate_done(struct pool_task *t)
+{
+	validated((struct validate *)t);
+}
+
+static void validate_head_done(struct backend_call *call)
+{
+	struct validate *v = call->arg;
+
+	v->err = call->err;
+	v->v = call->v;
+	v->type = call->type;
+	snprintf(v->msg, sizeof(v->msg), "%s", call->msg);
+	validated(v);
+}
+
 void fetch_get(struct granaryd *d, struct mount *m, const char *path, struct fetch_waiter *w)
 {
 	struct object *o = index_get(d->idx, path);
@@ -679,6 +810,13 @@ void fetch_get(struct granaryd *d, struct mount *m, const char *path, struct fet
 		v->d = d;
 		v->m = m;
 		v->w = w;
+		if (m->ops->head_async) {
+			v->call.done = validate_head_done;
+			v->call.arg = v;
+			v->call.foreground = w->foreground;
+			m->ops->head_async(m, rel_of(m, v->path), &v->call);
+			return;
+		}
 		v->task.work = validate_work;
 		v->task.done = validate_done;
 		pool_submit(d->pool, &v->task);

@@ -525,6 +525,7 @@ static void handle_open(struct conn *c, struct parsed *p)
 
 struct work {
 	struct pool_task task;
+	struct backend_call call; /* remote backends */
 	struct conn *c;
 	struct mount *m;
 	uint32_t id;
@@ -717,6 +718,74 @@ static void list_done(struct pool_task *t)
 	work_free(w);
 }
 
+#define REMOTE_PAGE_MAX 200 /* entries whose longest names still fit a reply */
+
+static void remote_stat_done(struct backend_call *call)
+{
+	struct work *w = call->arg;
+
+	w->err = call->err;
+	w->v = call->v;
+	w->ftype = call->type;
+	memcpy(w->msg, call->msg, sizeof(w->msg));
+	if (w->type == PROTO_LS) {
+		/* ls of one object, after an empty listing */
+		if (!w->err) {
+			w->single = true;
+			w->n_ents = 1;
+			w->ents[0].type = w->ftype;
+			w->ents[0].size = w->v.size;
+		}
+		list_done(&w->task);
+		return;
+	}
+	stat_done(&w->task);
+}
+
+static void remote_list_done(struct backend_call *call)
+{
+	struct work *w = call->arg;
+	const struct mount *m = w->m;
+
+	w->err = call->err;
+	memcpy(w->msg, call->msg, sizeof(w->msg));
+	w->n_ents = call->n_ents;
+	w->more = call->more;
+	if (w->type == PROTO_LS && !w->cookie[0] &&
+	    ((!w->err && w->n_ents == 0) || w->err == -ENOTDIR || w->err == -ENOENT)) {
+		/* an object store has no directories: maybe PATH names an object */
+		memset(&w->call, 0, sizeof(w->call));
+		w->call.done = remote_stat_done;
+		w->call.arg = w;
+		m->ops->head_async(w->m, rel_path(m, w->path), &w->call);
+		return;
+	}
+	list_done(&w->task);
+}
+
+static void remote_stat_list(struct work *w)
+{
+	const struct mount *m = w->m;
+	const char *rel = rel_path(m, w->path);
+
+	w->call.arg = w;
+	if (w->type == PROTO_STAT) {
+		w->call.done = remote_stat_done;
+		m->ops->head_async(w->m, rel, &w->call);
+		return;
+	}
+	w->ents = calloc(REMOTE_PAGE_MAX, sizeof(*w->ents));
+	if (!w->ents) {
+		w->err = -ENOMEM;
+		list_done(&w->task);
+		return;
+	}
+	w->call.done = remote_list_done;
+	w->call.ents = w->ents;
+	w->call.max_ents = REMOTE_PAGE_MAX;
+	m->ops->list_async(w->m, rel, w->cookie, &w->call);
+}
+
 static void handle_stat_list(struct conn *c, struct parsed *p)
 {
 	struct mount *m = need_mount(c, p);
@@ -743,6 +812,10 @@ static void handle_stat_list(struct conn *c, struct parsed *p)
 		}
 		w->task.work = list_work;
 		w->task.done = list_done;
+	}
+	if (m->ops->head_async) {
+		remote_stat_list(w);
+		return;
 	}
 	pool_submit(c->d->pool, &w->task);
 }
