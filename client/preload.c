@@ -259,6 +259,7 @@ static int real_stat(enum stat_kind k, int ver, int dirfd, const char *path, str
 
 #define FDF_SRC	  0x1u /* a cache file: fstat shows the source */
 #define FDF_WRITE 0x2u /* opened for writing: close sends DROP (see wtrack) */
+#define FDF_CONN  0x4u /* one of the shim's own connections */
 
 struct fdent {
 	uint32_t flags; /* atomic; published after the fields */
@@ -349,6 +350,29 @@ static void fd_patch_statx(int fd, struct statx *stx)
 		return;
 	if (fd_lookup(fd, makedev(stx->stx_dev_major, stx->stx_dev_minor), stx->stx_ino, &s))
 		preload_statx_patch(stx, &s);
+}
+
+void shim_conn_fd_mark(int fd)
+{
+	if (fd >= 0 && fd < FDTAB_MAX)
+		__atomic_store_n(&fdtab[fd].flags, FDF_CONN, __ATOMIC_RELEASE);
+}
+
+bool shim_conn_fd_ours(int fd)
+{
+	if (fd < 0 || fd >= FDTAB_MAX)
+		return fd >= 0;
+	return __atomic_load_n(&fdtab[fd].flags, __ATOMIC_ACQUIRE) & FDF_CONN;
+}
+
+bool shim_conn_fd_unmark(int fd)
+{
+	uint32_t want = FDF_CONN;
+
+	if (fd < 0 || fd >= FDTAB_MAX)
+		return fd >= 0;
+	return __atomic_compare_exchange_n(&fdtab[fd].flags, &want, 0, false, __ATOMIC_ACQ_REL,
+					   __ATOMIC_RELAXED);
 }
 
 /*
@@ -573,13 +597,21 @@ static enum decision open_decide(const char *op, int dirfd, const char *path, in
 		memcpy(why, "cache descriptor unusable", sizeof("cache descriptor unusable"));
 	}
 	if (t->failopen) {
-		shim_log("%s %s: %s %s%s%s, opening the original", op, t->abs,
-			 o == SHIM_DOWN ? "daemon unreachable," : "daemon says", shim_errname(err),
-			 why[0] ? ": " : "", why);
+		if (o == SHIM_REFUSED)
+			shim_log("%s %s: daemon says %s%s%s, opening the original", op, t->abs,
+				 shim_errname(err), why[0] ? ": " : "", why);
+		else if (err == ENOTCONN)
+			shim_log("%s %s: daemon down, opening the original", op, t->abs);
+		else
+			shim_log("%s %s: no answer from the daemon (%s), opening the original", op,
+				 t->abs, shim_errname(err));
 		return D_REAL;
 	}
 	t->err = o == SHIM_DOWN ? EIO : err;
-	shim_log_error(op, t->abs, t->err, why[0] ? why : shim_errname(err));
+	shim_log_error(op, t->abs, t->err,
+		       why[0]		? why
+		       : o == SHIM_DOWN ? "daemon unreachable"
+					: NULL);
 	return D_ERR;
 }
 
@@ -810,7 +842,10 @@ static enum decision stat_decide(const char *op, int dirfd, const char *path, st
 	}
 	t->err = o == SHIM_DOWN ? EIO : err;
 	if (o == SHIM_DOWN || err != ENOENT)
-		shim_log_error(op, t->abs, t->err, why[0] ? why : shim_errname(err));
+		shim_log_error(op, t->abs, t->err,
+			       why[0]		? why
+			       : o == SHIM_DOWN ? "daemon unreachable"
+						: NULL);
 	else
 		shim_log("%s %s: no such object", op, t->abs);
 	return D_ERR;
@@ -1049,7 +1084,11 @@ EXPORT int close(int fd)
 {
 	uint32_t f = fd_forget(fd);
 	int slot = (f & FDF_WRITE) ? wtrack_claim(fd) : -1;
-	int rc = REAL(close) ? REAL(close)(fd) : shim_sys_close(fd);
+	int rc;
+
+	if (f & FDF_CONN)
+		shim_conn_fd_lost(fd);
+	rc = REAL(close) ? REAL(close)(fd) : shim_sys_close(fd);
 
 	if (slot >= 0)
 		wtrack_release(slot);
@@ -1085,6 +1124,7 @@ EXPORT int dup(int fd)
 static int dup_over(int oldfd, int newfd, int flags, bool three)
 {
 	int rc, slot = -1;
+	uint32_t f;
 
 	if (three)
 		rc = REAL(dup3) ? REAL(dup3)(oldfd, newfd, flags)
@@ -1093,7 +1133,10 @@ static int dup_over(int oldfd, int newfd, int flags, bool three)
 		rc = REAL(dup2) ? REAL(dup2)(oldfd, newfd) : (int)syscall(SYS_dup2, oldfd, newfd);
 	if (rc < 0 || oldfd == newfd)
 		return rc;
-	if (fd_forget(newfd) & FDF_WRITE)
+	f = fd_forget(newfd);
+	if (f & FDF_CONN)
+		shim_conn_fd_lost(newfd);
+	if (f & FDF_WRITE)
 		slot = wtrack_claim(newfd);
 	fd_copy(oldfd, newfd);
 	if (slot >= 0)

@@ -83,4 +83,18 @@ void shim_drop_remote(const char *abs);
 /* The raw close(2): the shim's own descriptors never go through close(). */
 int shim_sys_close(int fd);
 
+/*
+ * The shim's own sockets are marked in the descriptor table (preload.c), so
+ * that an application closing one, or dup2-ing over it (daemons close every
+ * descriptor when they start), is noticed: the connection is then given up
+ * without closing or writing to a number that may be someone else's by now.
+ * shim_conn_fd_unmark() returns whether @fd was still the shim's.
+ */
+void shim_conn_fd_mark(int fd);
+bool shim_conn_fd_ours(int fd);
+bool shim_conn_fd_unmark(int fd);
+
+/* The application closed the shim's socket @fd (preload_daemon.c). */
+void shim_conn_fd_lost(int fd);
+
 #endif

@@ -266,8 +266,8 @@ void shim_log_error(const char *op, const char *path, int err, const char *why)
 
 	shim_log("%s %s: object-store mount, %s%s%s", op, path, shim_errname(err),
 		 why && why[0] ? ": " : "", why ? why : "");
-	if (last && now - last < SYSLOG_EVERY_NS)
-		goto out;
+	if (err == ENOENT || (last && now - last < SYSLOG_EVERY_NS))
+		goto out; /* a missing file is an answer, not a fault */
 	if (!__atomic_compare_exchange_n(&g.syslog_last, &last, now, false, __ATOMIC_RELAXED,
 					 __ATOMIC_RELAXED))
 		goto out;
@@ -420,9 +420,24 @@ static void conn_drop(struct tstate *ts)
 		return;
 	if (ts->slot >= 0)
 		__atomic_store_n(&conn_reg[ts->slot], 0, __ATOMIC_RELAXED);
-	shim_sys_close(ts->fd);
+	if (shim_conn_fd_unmark(ts->fd))
+		shim_sys_close(ts->fd);
 	ts->fd = -1;
 	ts->slot = -1;
+}
+
+void shim_conn_fd_lost(int fd)
+{
+	int i;
+
+	for (i = 0; i < CONN_REG_MAX; i++) {
+		int want = fd + 1;
+
+		if (__atomic_compare_exchange_n(&conn_reg[i], &want, 0, false, __ATOMIC_RELAXED,
+						__ATOMIC_RELAXED))
+			break;
+	}
+	shim_log("the application closed the connection on fd %d; a new one will be made", fd);
 }
 
 static void tstate_destroy(void *p)
@@ -454,7 +469,7 @@ static void fork_child(void)
 	for (i = 0; i < CONN_REG_MAX; i++) {
 		int v = __atomic_exchange_n(&conn_reg[i], 0, __ATOMIC_RELAXED);
 
-		if (v > 0)
+		if (v > 0 && shim_conn_fd_unmark(v - 1))
 			shim_sys_close(v - 1);
 	}
 	__atomic_add_fetch(&g.fork_gen, 1, __ATOMIC_RELAXED);
@@ -693,6 +708,10 @@ static struct tstate *conn_get(bool *fresh)
 		ts->slot = -1;
 		ts->fork_gen = fg;
 	}
+	if (ts->fd >= 0 && !shim_conn_fd_ours(ts->fd)) {
+		ts->fd = -1; /* the application closed it: the number is not ours to close */
+		ts->slot = -1;
+	}
 	epoch = __atomic_load_n(&g.fail_epoch, __ATOMIC_ACQUIRE);
 	if (ts->fd >= 0 && ts->epoch == epoch) {
 		*fresh = false;
@@ -715,6 +734,7 @@ static struct tstate *conn_get(bool *fresh)
 	}
 	ts->fd = fd;
 	ts->epoch = epoch;
+	shim_conn_fd_mark(fd);
 	reg_add(ts);
 	if (__atomic_load_n(&g.table_epoch, __ATOMIC_ACQUIRE) != epoch) {
 		rc = hello(ts, epoch);
