@@ -70,6 +70,8 @@ int _IO_fclose(FILE *fp);
 	X(__open64_2)                                                                              \
 	X(__openat_2)                                                                              \
 	X(__openat64_2)                                                                            \
+	X(creat)                                                                                   \
+	X(creat64)                                                                                 \
 	X(fopen)                                                                                   \
 	X(fopen64)                                                                                 \
 	X(stat)                                                                                    \
@@ -726,6 +728,42 @@ EXPORT int __openat_2(int dirfd, const char *path, int flags)
 EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 {
 	return open_common(OK_OPENAT64_2, dirfd, path, flags, 0);
+}
+
+/* creat() is an open for writing: it goes to the source and drops the copy. */
+static int creat_common(const char *path, mode_t mode, bool is64)
+{
+	struct target t;
+	enum decision d;
+	int saved = errno, fd;
+	int (*fn)(const char *, mode_t) = is64 ? REAL(creat64) : REAL(creat);
+
+	if (shim_enter()) {
+		d = open_decide("creat", AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, &t);
+		shim_leave();
+	} else {
+		d = D_REAL;
+	}
+	if (d == D_ERR) {
+		errno = t.err;
+		return -1;
+	}
+	errno = saved;
+	fd = fn ? fn(path, mode)
+		: (int)syscall(SYS_openat, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+	if (fd >= 0 && d == D_WRITE)
+		after_write_open(fd, &t);
+	return fd;
+}
+
+EXPORT int creat(const char *path, mode_t mode)
+{
+	return creat_common(path, mode, false);
+}
+
+EXPORT int creat64(const char *path, mode_t mode)
+{
+	return creat_common(path, mode, true);
 }
 
 /* ---- fopen ---- */

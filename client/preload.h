@@ -60,9 +60,6 @@ bool shim_no_mounts(void);
 /* Match a normalised absolute path against the mount table. */
 bool shim_match(const char *abs, struct preload_hit *hit);
 
-/* The path of mount @index, copied into @out (for log lines). */
-void shim_mount_path(int index, char *out, size_t outsz);
-
 /*
  * OPEN @abs. On SHIM_OK *@fd is the cache file's descriptor (close-on-exec)
  * and @s the source's attributes. @why gets the daemon's message on failure.

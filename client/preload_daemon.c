@@ -473,6 +473,7 @@ static void fork_child(void)
 			shim_sys_close(v - 1);
 	}
 	__atomic_add_fetch(&g.fork_gen, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&g.spinners, 0, __ATOMIC_RELAXED); /* only this thread lives on */
 }
 
 /* ---- connections ---- */
@@ -757,8 +758,8 @@ static struct tstate *conn_get(bool *fresh)
  * length in (*@tsp)->in with *@rfd its descriptor or -1, or -errno when
  * there was no usable answer.
  */
-static ssize_t shim_call(uint16_t type, const char *path, int *rfd, struct tstate **tsp,
-			 int wait_ms)
+static ssize_t shim_call_locked(uint16_t type, const char *path, int *rfd, struct tstate **tsp,
+				int wait_ms)
 {
 	ssize_t n = -ENOTCONN;
 	int attempt;
@@ -783,12 +784,35 @@ static ssize_t shim_call(uint16_t type, const char *path, int *rfd, struct tstat
 		if (n == -ETIMEDOUT && wait_ms >= 0)
 			return n;
 		conn_drop(ts);
-		/* a connection to a daemon that has gone since: try a new one once */
-		if (!fresh && (n == -EPIPE || n == -ECONNRESET || n == -ENOTCONN))
+		/*
+		 * A connection to a daemon that has gone since: try a new one once.
+		 * The daemon may have been restarted with other mounts, and the
+		 * other threads' connections are stale too: a new epoch makes them
+		 * reconnect and the first of them fetch the mount table again.
+		 */
+		if (!fresh && (n == -EPIPE || n == -ECONNRESET || n == -ENOTCONN)) {
+			__atomic_add_fetch(&g.fail_epoch, 1, __ATOMIC_RELEASE);
 			continue;
+		}
 		break;
 	}
 	mark_down(proto_type_name(type), (int)-n);
+	return n;
+}
+
+/*
+ * shim_call_locked() with thread cancellation held off: a thread cancelled
+ * in the middle of a request would leave its answer to the next one.
+ */
+static ssize_t shim_call(uint16_t type, const char *path, int *rfd, struct tstate **tsp,
+			 int wait_ms)
+{
+	ssize_t n;
+	int old;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+	n = shim_call_locked(type, path, rfd, tsp, wait_ms);
+	pthread_setcancelstate(old, NULL);
 	return n;
 }
 
@@ -883,8 +907,11 @@ bool shim_no_mounts(void)
 {
 	if (__atomic_load_n(&g.table_epoch, __ATOMIC_ACQUIRE) == TABLE_NEVER) {
 		bool fresh;
+		int old;
 
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 		conn_get(&fresh);
+		pthread_setcancelstate(old, NULL);
 	}
 	return __atomic_load_n(&g.mounts.n, __ATOMIC_RELAXED) == 0;
 }
@@ -905,19 +932,4 @@ bool shim_match(const char *abs, struct preload_hit *hit)
 		if (s1 == s2)
 			return found;
 	}
-}
-
-void shim_mount_path(int index, char *out, size_t outsz)
-{
-	const char *p;
-	size_t n;
-
-	pthread_mutex_lock(&g.table_lock);
-	p = preload_mounts_path(&g.mounts, index);
-	n = strlen(p);
-	if (n >= outsz)
-		n = outsz - 1;
-	memcpy(out, p, n);
-	out[n] = '\0';
-	pthread_mutex_unlock(&g.table_lock);
 }
