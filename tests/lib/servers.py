@@ -207,7 +207,10 @@ class S3rver:
         for b in self.buckets:
             args += ["--configure-bucket", b]
         log = open(os.path.join(self.dir, "s3rver.log"), "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        env = dict(os.environ)
+        # s3rver's continuation tokens use DES, which OpenSSL 3 keeps in its legacy provider
+        env["NODE_OPTIONS"] = (env.get("NODE_OPTIONS", "") + " --openssl-legacy-provider").strip()
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         wait_port(self.port, proc=self.proc, what="s3rver")
         return self
@@ -433,17 +436,19 @@ class Proxy:
     """HTTP/1.1 proxy to 127.0.0.1:@upstream_port.
 
     delay_ms: added before every request is forwarded.
-    fault(req) -> None | "503" | "truncate" | "close": what to do with a request.
-        "truncate" answers with a Content-Length larger than the body it sends,
-        then closes; "close" closes the connection halfway through the body.
+    fault(req) -> None | "503" | "truncate" | "close" | "stall": what to do with a
+        request. "truncate" answers with a Content-Length larger than the body it
+        sends, then closes; "close" closes the connection halfway through the body;
+        "stall" waits stall_s seconds before forwarding (a server that hangs).
     hook(req): runs (in the proxy's thread) before the request is forwarded.
     secrets: {access key: secret}: when set, requests must carry a valid
         AWS SigV4 signature, else 403 with an S3 error document.
     """
 
     def __init__(self, upstream_port, delay_ms=0, fault=None, hook=None, secrets=None,
-                 port=None):
+                 port=None, stall_s=5.0):
         self.upstream_port = upstream_port
+        self.stall_s = stall_s
         self.delay_ms = delay_ms
         self.fault = fault
         self.hook = hook
@@ -570,6 +575,8 @@ class Proxy:
                                              method == "HEAD"))
                     await writer.drain()
                     continue
+                if fault == "stall":
+                    await asyncio.sleep(self.stall_s)
                 if self.hook:
                     self.hook(req)
                 if up_w is None:
