@@ -232,11 +232,11 @@ bool proto_path_under(const char *path, const char *prefix)
 const char *proto_type_name(uint16_t type)
 {
 	static const char *const names[PROTO_TYPE_MAX] = {
-		[PROTO_HELLO] = "hello",   [PROTO_OPEN] = "open",   [PROTO_STAT] = "stat",
-		[PROTO_WARM] = "warm",	   [PROTO_LIST] = "list",   [PROTO_STATUS] = "status",
-		[PROTO_LS] = "ls",	   [PROTO_EVICT] = "evict", [PROTO_DROP] = "drop",
-		[PROTO_PIN] = "pin",	   [PROTO_EPOCH] = "epoch", [PROTO_HINT] = "hint",
-		[PROTO_VERIFY] = "verify",
+		[PROTO_HELLO] = "hello",   [PROTO_OPEN] = "open",     [PROTO_STAT] = "stat",
+		[PROTO_WARM] = "warm",	   [PROTO_LIST] = "list",     [PROTO_STATUS] = "status",
+		[PROTO_LS] = "ls",	   [PROTO_EVICT] = "evict",   [PROTO_DROP] = "drop",
+		[PROTO_PIN] = "pin",	   [PROTO_EPOCH] = "epoch",   [PROTO_HINT] = "hint",
+		[PROTO_VERIFY] = "verify", [PROTO_ACCESS] = "access",
 	};
 	uint16_t base = type & (uint16_t)~PROTO_REPLY;
 

@@ -42,44 +42,46 @@ struct proto_hdr {
  */
 enum proto_type {
 	PROTO_HELLO = 1,   /* -> MOUNT* (one per mount: path; then BACKEND, FLAGS) */
-	PROTO_OPEN = 2,    /* PATH [FLAGS] -> fd by SCM_RIGHTS, SIZE, MTIME_NS, MODE, SOURCE */
-	PROTO_STAT = 3,    /* PATH -> SIZE, MTIME_NS, MODE, TYPE, CACHED */
-	PROTO_WARM = 4,    /* PATH -> SIZE, SOURCE (no descriptor): the object is cached */
-	PROTO_LIST = 5,    /* PATH [COOKIE] -> (NAME TYPE SIZE)* [COOKIE when more follow] */
+	PROTO_OPEN = 2,	   /* PATH [FLAGS] -> fd by SCM_RIGHTS, SIZE, MTIME_NS, MODE, SOURCE */
+	PROTO_STAT = 3,	   /* PATH -> SIZE, MTIME_NS, MODE, TYPE, CACHED */
+	PROTO_WARM = 4,	   /* PATH -> SIZE, SOURCE (no descriptor): the object is cached */
+	PROTO_LIST = 5,	   /* PATH [COOKIE] -> (NAME TYPE SIZE)* [COOKIE when more follow] */
 	PROTO_STATUS = 6,  /* -> JSON (the whole status document) */
-	PROTO_LS = 7,      /* PATH [COOKIE] -> (NAME TYPE SIZE STATE)* [COOKIE] */
+	PROTO_LS = 7,	   /* PATH [COOKIE] -> (NAME TYPE SIZE STATE)* [COOKIE] */
 	PROTO_EVICT = 8,   /* PATH -> COUNT (objects dropped at or under PATH) */
-	PROTO_DROP = 9,    /* PATH: the source was written by a client; forget the copy */
-	PROTO_PIN = 10,    /* PATH [FLAGS: PROTO_F_UNPIN] -> COUNT */
+	PROTO_DROP = 9,	   /* PATH: the source was written by a client; forget the copy */
+	PROTO_PIN = 10,	   /* PATH [FLAGS: PROTO_F_UNPIN] -> COUNT */
 	PROTO_EPOCH = 11,  /* [DATASET] [PATH] -> DATASET, EPOCH (after the advance) */
 	PROTO_HINT = 12,   /* DATASET FLAGS(BEGIN/END) PATH* -> COUNT */
 	PROTO_VERIFY = 13, /* [PATH] -> COUNT (checked), COUNT2 (bad, dropped) */
-	PROTO_TYPE_MAX = 14,
+	PROTO_ACCESS = 14, /* SLOTS: reads served by the fast path; no reply */
+	PROTO_TYPE_MAX = 15,
 	PROTO_REPLY = 0x8000,
 };
 
 enum proto_tag {
-	PROTO_T_STATUS = 1,    /* i32: 0 or -errno */
-	PROTO_T_ERRMSG = 2,    /* string: what went wrong, for people */
-	PROTO_T_PATH = 3,      /* string: absolute path, normalised by the daemon */
-	PROTO_T_FLAGS = 4,     /* u32 */
-	PROTO_T_SIZE = 5,      /* u64 bytes */
-	PROTO_T_MTIME_NS = 6,  /* i64 nanoseconds since the epoch */
-	PROTO_T_MODE = 7,      /* u32 st_mode as the source reports it */
-	PROTO_T_SOURCE = 8,    /* u32 enum proto_source */
-	PROTO_T_NAME = 9,      /* string: a directory entry's name */
-	PROTO_T_TYPE = 10,     /* u32 enum proto_ftype */
-	PROTO_T_COOKIE = 11,   /* string: where a listing goes on */
-	PROTO_T_JSON = 12,     /* string: a JSON document */
-	PROTO_T_COUNT = 13,    /* u64 */
-	PROTO_T_COUNT2 = 14,   /* u64 */
-	PROTO_T_MOUNT = 15,    /* string: a mount's path prefix */
-	PROTO_T_BACKEND = 16,  /* u32 enum proto_backend */
-	PROTO_T_DATASET = 17,  /* string */
-	PROTO_T_EPOCH = 18,    /* u64 */
-	PROTO_T_STATE = 19,    /* u32 enum proto_state */
-	PROTO_T_CACHED = 20,   /* u32: 1 when a valid copy is in the cache */
-	PROTO_T_INO = 21,      /* u64 inode of the source where it has one */
+	PROTO_T_STATUS = 1,   /* i32: 0 or -errno */
+	PROTO_T_ERRMSG = 2,   /* string: what went wrong, for people */
+	PROTO_T_PATH = 3,     /* string: absolute path, normalised by the daemon */
+	PROTO_T_FLAGS = 4,    /* u32 */
+	PROTO_T_SIZE = 5,     /* u64 bytes */
+	PROTO_T_MTIME_NS = 6, /* i64 nanoseconds since the epoch */
+	PROTO_T_MODE = 7,     /* u32 st_mode as the source reports it */
+	PROTO_T_SOURCE = 8,   /* u32 enum proto_source */
+	PROTO_T_NAME = 9,     /* string: a directory entry's name */
+	PROTO_T_TYPE = 10,    /* u32 enum proto_ftype */
+	PROTO_T_COOKIE = 11,  /* string: where a listing goes on */
+	PROTO_T_JSON = 12,    /* string: a JSON document */
+	PROTO_T_COUNT = 13,   /* u64 */
+	PROTO_T_COUNT2 = 14,  /* u64 */
+	PROTO_T_MOUNT = 15,   /* string: a mount's path prefix */
+	PROTO_T_BACKEND = 16, /* u32 enum proto_backend */
+	PROTO_T_DATASET = 17, /* string */
+	PROTO_T_EPOCH = 18,   /* u64 */
+	PROTO_T_STATE = 19,   /* u32 enum proto_state */
+	PROTO_T_CACHED = 20,  /* u32: 1 when a valid copy is in the cache */
+	PROTO_T_INO = 21,     /* u64 inode of the source where it has one */
+	PROTO_T_SLOTS = 22,   /* array of struct proto_fx_access */
 };
 
 /* PROTO_T_FLAGS of OPEN */
@@ -87,10 +89,65 @@ enum proto_tag {
 /* PROTO_T_FLAGS of HINT */
 #define PROTO_F_BEGIN 0x1u /* first message of an order: forget the previous one */
 #define PROTO_F_END   0x2u /* last message of an order */
+/* PROTO_T_FLAGS of ACCESS and other one-way messages */
+#define PROTO_F_NOREPLY 0x8u
 /* PROTO_T_FLAGS of PIN */
 #define PROTO_F_UNPIN 0x1u
 /* PROTO_T_FLAGS of a HELLO mount */
 #define PROTO_F_MOUNT_FAILOPEN 0x1u /* the original path exists: fail open to it */
+#define PROTO_F_MOUNT_FAST     0x2u /* cached objects are in the shared index */
+#define PROTO_F_MOUNT_STRICT   0x4u /* fast path: compare the original's stat first */
+
+/*
+ * The shared index (fast path). With HELLO's reply the daemon passes two
+ * descriptors: a read-only memfd holding the index, and an O_PATH descriptor
+ * of the cache's objects/ directory. A client may then, for a path under a
+ * mount flagged PROTO_F_MOUNT_FAST, find the object's slot, check it under the
+ * slot's sequence lock, (for PROTO_F_MOUNT_STRICT mounts) stat the original
+ * and compare size, mtime, inode, mode, uid and gid, and open objects/<xx>/<id> itself, where
+ * xx is the id's low byte in two hex digits and id is 16 hex digits. Cache
+ * files carry the source's owner and read bits, so the kernel decides who may
+ * open them. Reads served this way are reported later with PROTO_ACCESS.
+ *
+ * Lookup: key1 = XXH3_64bits_withSeed(path, len, PROTO_FX_SEED1), key2 the
+ * same with PROTO_FX_SEED2; probe slots key1 % nslots onwards, at most
+ * PROTO_FX_PROBE of them, until an empty slot (both keys 0). A slot whose keys
+ * are both PROTO_FX_TOMB was freed. Anything odd (a torn read, an open that
+ * fails): use the socket.
+ */
+#define PROTO_FX_MAGIC	 0x58465247u /* "GRFX" */
+#define PROTO_FX_VERSION 1
+#define PROTO_FX_SEED1	 0x6772616e61727931ull
+#define PROTO_FX_SEED2	 0x9e3779b97f4a7c15ull
+#define PROTO_FX_PROBE	 64
+#define PROTO_FX_TOMB	 UINT64_MAX
+
+struct proto_fx_hdr {
+	uint32_t magic;
+	uint32_t version;
+	uint64_t nslots;
+	uint64_t reserved[6];
+};
+
+struct proto_fx_slot {
+	uint32_t seq;	/* odd while the daemon writes the slot */
+	uint32_t mount; /* index of the mount in HELLO's order */
+	uint64_t key1, key2;
+	uint64_t id;
+	uint64_t size;
+	int64_t mtime_ns;
+	uint64_t ino;
+	uint32_t mode; /* the source's st_mode, uid and gid */
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t reserved;
+};
+
+/* One read served by the fast path, reported in PROTO_ACCESS's SLOTS item. */
+struct proto_fx_access {
+	uint64_t slot;
+	uint64_t id;
+};
 
 enum proto_source {
 	PROTO_SRC_LOCAL = 0,   /* served from this node's cache */

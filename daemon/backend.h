@@ -34,12 +34,12 @@ struct backend_call {
 	void *arg;
 	bool foreground; /* a process waits on it (QoS class) */
 	/* outputs */
-	int err;       /* 0 or -errno */
-	char msg[256]; /* for the user, never a credential */
+	int err;	    /* 0 or -errno */
+	char msg[256];	    /* for the user, never a credential */
 	struct validator v; /* head, get: what the backend said of the object */
-	int type;           /* head: enum proto_ftype */
+	int type;	    /* head: enum proto_ftype */
 	uint64_t checksum;  /* get: xxh3-64 of every byte written to the fd */
-	uint64_t bytes;     /* get: bytes written */
+	uint64_t bytes;	    /* get: bytes written */
 	/* list: the caller provides room for max_ents entries */
 	struct backend_dirent *ents;
 	size_t n_ents, max_ents;

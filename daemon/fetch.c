@@ -17,6 +17,7 @@
 
 #include "backend.h"
 #include "catalog.h"
+#include "fastidx.h"
 #include "log.h"
 #include "metrics.h"
 #include "policy.h"
@@ -117,12 +118,28 @@ static void answer_hit(struct granaryd *d, struct object *o, struct fetch_waiter
 	w->done(w, o, -1, 0, "", PROTO_SRC_LOCAL);
 }
 
+/* ---- the shared index ---- */
+
+/* NAS mounts: clients can check the original themselves and open the copy. */
+static bool fast_eligible(const struct mount *m)
+{
+	return m->cfg->backend == CONFIG_BACKEND_POSIX;
+}
+
+void fetch_publish(struct granaryd *d, struct object *o)
+{
+	if (d->fx && fast_eligible(o->mount))
+		fastidx_put(d->fx, o, (uint32_t)(o->mount - d->mounts));
+}
+
 /* ---- dropping and eviction ---- */
 
 static void object_forget(struct granaryd *d, struct object *o)
 {
 	struct mount *m = o->mount;
 
+	if (d->fx)
+		fastidx_del(d->fx, o);
 	store_object_unlink(&d->store, o->id);
 	catalog_del(d->cat, o->id);
 	d->used -= o->v.size;
@@ -340,6 +357,7 @@ static void fetch_committed(struct fetch *f)
 	row.checksum = o->checksum;
 	row.last_access = o->last_access;
 	catalog_put(d->cat, &row);
+	fetch_publish(d, o);
 
 	metrics_fetch_observed(d, m, (double)(granaryd_now_ns() - f->start_ns) / 1e9, f->v.size, 0);
 	log_debug("fetched path=%s bytes=%llu ms=%.3f", o->path, (unsigned long long)o->v.size,
@@ -385,6 +403,7 @@ static void finish_work(struct pool_task *t)
 		snprintf(f->msg, sizeof(f->msg), "fsync of the staging file failed");
 		return;
 	}
+	store_set_owner(f->tmpfd, &f->v);
 	close(f->tmpfd);
 	f->tmpfd = -1;
 	f->err = store_commit(&f->d->store, f->id);
@@ -757,10 +776,14 @@ static void validated(struct validate *v)
 			PROTO_SRC_BACKEND);
 	} else if (v->type == PROTO_FT_REG && backend_same_version(&o->v, &v->v)) {
 		o->validated_ns = granaryd_now_ns();
-		/* permissions may change without the content changing */
-		o->v.mode = v->v.mode;
-		o->v.uid = v->v.uid;
-		o->v.gid = v->v.gid;
+		if (o->v.mode != v->v.mode || o->v.uid != v->v.uid || o->v.gid != v->v.gid) {
+			/* permissions changed, the content did not: follow them */
+			o->v.mode = v->v.mode;
+			o->v.uid = v->v.uid;
+			o->v.gid = v->v.gid;
+			store_object_set_owner(&d->store, o->id, &o->v);
+			fetch_publish(d, o);
+		}
 		answer_hit(d, o, w);
 	} else {
 		d->c.refetches_changed++;
@@ -863,5 +886,6 @@ struct object *fetch_restore(struct granaryd *d, struct mount *m, const char *pa
 	d->used += v->size;
 	m->objects++;
 	m->bytes += v->size;
+	fetch_publish(d, o);
 	return o;
 }

@@ -61,6 +61,9 @@ void fetch_trim(struct granaryd *d);
 /* Open a descriptor of the cached object @o for a reader, or -errno. */
 int fetch_open_cached(struct granaryd *d, struct object *o);
 
+/* Publish a cached object in the shared index when its mount allows. */
+void fetch_publish(struct granaryd *d, struct object *o);
+
 /* Record a cached object found in the catalog at start-up. */
 struct object *fetch_restore(struct granaryd *d, struct mount *m, const char *path, uint64_t id,
 			     const struct validator *v, uint64_t checksum, bool pinned);

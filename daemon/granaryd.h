@@ -30,6 +30,7 @@ struct uring;
 struct server;
 struct hint;
 struct metrics;
+struct fastidx;
 
 struct mount {
 	struct granaryd *d;
@@ -50,6 +51,7 @@ struct counters {
 	uint64_t evictions, not_admitted;
 	uint64_t validations;
 	uint64_t denied;
+	uint64_t fast_hits; /* reads clients served from the shared index */
 };
 
 struct granaryd {
@@ -63,6 +65,8 @@ struct granaryd {
 	struct policy *policy;
 	struct server *srv;
 	struct metrics *metrics;
+	struct fastidx *fx; /* NULL when the fast path is off */
+	int objdir_path_fd; /* O_PATH of objects/, for clients */
 	struct event *sig_term, *sig_int, *sig_hup, *stop_timer;
 
 	size_t n_mounts;

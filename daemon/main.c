@@ -8,6 +8,7 @@
  * Shutdown runs the same list backwards after in-flight fetches settle.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 
 #include "backend.h"
 #include "catalog.h"
+#include "fastidx.h"
 #include "fetch.h"
 #include "granaryd.h"
 #include "hint.h"
@@ -338,6 +340,9 @@ static void teardown(struct granaryd *d)
 	}
 	free(d->mounts);
 	index_destroy(d->idx);
+	fastidx_destroy(d->fx);
+	if (d->objdir_path_fd >= 0)
+		close(d->objdir_path_fd);
 	policy_destroy(d->policy);
 	store_close(&d->store);
 	if (d->stop_timer)
@@ -418,6 +423,7 @@ int main(int argc, char **argv)
 			path);
 
 	memset(&d, 0, sizeof(d));
+	d.objdir_path_fd = -1;
 	d.cfg = &cfg;
 	d.start_mono_ns = granaryd_now_ns();
 	rc = log_init((int)cfg.log.level, cfg.log.file);
@@ -451,6 +457,15 @@ int main(int argc, char **argv)
 	d.low = (uint64_t)((double)cfg.cache.capacity * cfg.cache.low_watermark);
 	if (setup_mounts(&d) < 0)
 		goto out;
+	if (!getenv("GRANARY_NO_FAST_PATH")) {
+		/* clients open cached files themselves; off: every open asks us */
+		d.fx = fastidx_create(cfg.cache.capacity, &rc);
+		if (!d.fx)
+			log_errno(LOG_WARNING, rc,
+				  "shared index unavailable, every open uses the socket");
+		d.objdir_path_fd =
+			openat(d.store.dirfd, "objects", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	}
 	if (restore_cache(&d) < 0)
 		goto out;
 	fetch_trim(&d);

@@ -18,6 +18,7 @@
 
 #include "backend.h"
 #include "catalog.h"
+#include "fastidx.h"
 #include "fetch.h"
 #include "hint.h"
 #include "log.h"
@@ -32,7 +33,7 @@
 
 struct outmsg {
 	struct outmsg *next;
-	int fd;
+	int fds[2];
 	size_t len;
 	uint8_t data[];
 };
@@ -81,6 +82,14 @@ static struct req *req_of(struct fetch_waiter *w)
 
 /* ---- connections and replies ---- */
 
+static void close_fds(const int fds[2])
+{
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
+}
+
 static void conn_put(struct conn *c)
 {
 	struct outmsg *o, *next;
@@ -89,8 +98,7 @@ static void conn_put(struct conn *c)
 		return;
 	for (o = c->out_head; o; o = next) {
 		next = o->next;
-		if (o->fd >= 0)
-			close(o->fd);
+		close_fds(o->fds);
 		free(o);
 	}
 	free(c);
@@ -115,27 +123,28 @@ static void conn_close(struct conn *c)
 	conn_put(c);
 }
 
-static int send_one(struct conn *c, const void *data, size_t len, int fd)
+static int send_one(struct conn *c, const void *data, size_t len, const int fds[2])
 {
 	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(2 * sizeof(int))];
 		struct cmsghdr align;
 	} u;
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	int nfds = (fds[0] >= 0) + (fds[0] >= 0 && fds[1] >= 0);
 	ssize_t n;
 
-	if (fd >= 0) {
+	if (nfds) {
 		struct cmsghdr *cm;
 
 		memset(&u, 0, sizeof(u));
 		mh.msg_control = u.buf;
-		mh.msg_controllen = sizeof(u.buf);
+		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
 		cm = CMSG_FIRSTHDR(&mh);
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
 	}
 	n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 	return n < 0 ? -errno : 0;
@@ -154,27 +163,30 @@ static void conn_want_write(struct conn *c, bool on)
 	event_add(c->ev, NULL);
 }
 
-/* Send @len bytes with @fd attached (-1: none); the fd is closed afterwards. */
-static void conn_send(struct conn *c, const void *data, size_t len, int fd)
+/*
+ * Send @len bytes with up to two descriptors attached (-1: none); they are
+ * closed afterwards, sent or not.
+ */
+static void conn_send2(struct conn *c, const void *data, size_t len, int fd0, int fd1)
 {
+	const int fds[2] = {fd0, fd0 >= 0 ? fd1 : -1};
 	struct outmsg *o;
 	int rc;
 
+	if (fd0 < 0 && fd1 >= 0)
+		close(fd1);
 	if (c->closed) {
-		if (fd >= 0)
-			close(fd);
+		close_fds(fds);
 		return;
 	}
 	if (!c->out_head) {
-		rc = send_one(c, data, len, fd);
+		rc = send_one(c, data, len, fds);
 		if (rc == 0) {
-			if (fd >= 0)
-				close(fd);
+			close_fds(fds);
 			return;
 		}
 		if (rc != -EAGAIN && rc != -ENOBUFS) {
-			if (fd >= 0)
-				close(fd);
+			close_fds(fds);
 			log_debug("client gone pid=%d", (int)c->cred.pid);
 			conn_close(c);
 			return;
@@ -182,15 +194,15 @@ static void conn_send(struct conn *c, const void *data, size_t len, int fd)
 	}
 	o = malloc(sizeof(*o) + len);
 	if (!o) {
-		if (fd >= 0)
-			close(fd);
+		close_fds(fds);
 		log_err("out of memory queueing a reply, closing the connection pid=%d",
 			(int)c->cred.pid);
 		conn_close(c);
 		return;
 	}
 	o->next = NULL;
-	o->fd = fd;
+	o->fds[0] = fds[0];
+	o->fds[1] = fds[1];
 	o->len = len;
 	memcpy(o->data, data, len);
 	if (c->out_tail)
@@ -201,11 +213,16 @@ static void conn_send(struct conn *c, const void *data, size_t len, int fd)
 	conn_want_write(c, true);
 }
 
+static void conn_send(struct conn *c, const void *data, size_t len, int fd)
+{
+	conn_send2(c, data, len, fd, -1);
+}
+
 static void conn_flush(struct conn *c)
 {
 	while (c->out_head) {
 		struct outmsg *o = c->out_head;
-		int rc = send_one(c, o->data, o->len, o->fd);
+		int rc = send_one(c, o->data, o->len, o->fds);
 
 		if (rc == -EAGAIN || rc == -ENOBUFS)
 			return;
@@ -216,8 +233,7 @@ static void conn_flush(struct conn *c)
 		c->out_head = o->next;
 		if (!c->out_head)
 			c->out_tail = NULL;
-		if (o->fd >= 0)
-			close(o->fd);
+		close_fds(o->fds);
 		free(o);
 	}
 	conn_want_write(c, false);
@@ -1083,18 +1099,70 @@ static void handle_hint(struct conn *c, struct parsed *p)
 
 static void handle_hello(struct conn *c, struct parsed *p)
 {
+	struct granaryd *d = c->d;
 	struct proto_buf *b = reply_begin(c, p->h.type, p->h.id, 0);
+	int ifd = -1, dfd = -1;
 	size_t i;
 
-	for (i = 0; i < c->d->n_mounts; i++) {
-		const struct config_mount *cm = c->d->mounts[i].cfg;
+	if (d->fx && d->objdir_path_fd >= 0) {
+		ifd = fastidx_client_fd(d->fx);
+		dfd = ifd >= 0 ? fcntl(d->objdir_path_fd, F_DUPFD_CLOEXEC, 0) : -1;
+		if (ifd < 0 || dfd < 0) {
+			if (ifd >= 0)
+				close(ifd);
+			ifd = dfd = -1;
+		}
+	}
+	for (i = 0; i < d->n_mounts; i++) {
+		const struct config_mount *cm = d->mounts[i].cfg;
+		uint32_t flags = 0;
 
+		if (cm->backend == CONFIG_BACKEND_POSIX) {
+			flags |= PROTO_F_MOUNT_FAILOPEN;
+			if (ifd >= 0)
+				flags |= PROTO_F_MOUNT_FAST;
+			if (cm->consistency != CONFIG_CONSISTENCY_IMMUTABLE)
+				flags |= PROTO_F_MOUNT_STRICT;
+		}
 		proto_put_str(b, PROTO_T_MOUNT, cm->path);
 		proto_put_u32(b, PROTO_T_BACKEND, (uint32_t)cm->backend);
-		proto_put_u32(b, PROTO_T_FLAGS,
-			      cm->backend == CONFIG_BACKEND_POSIX ? PROTO_F_MOUNT_FAILOPEN : 0);
+		proto_put_u32(b, PROTO_T_FLAGS, flags);
 	}
-	reply_send(c, b, -1);
+	conn_send2(c, b->data, b->len, ifd, dfd);
+}
+
+/* Reads a client served from the shared index: count them as hits. */
+static void handle_access(struct conn *c, struct parsed *p)
+{
+	struct granaryd *d = c->d;
+	struct proto_iter it;
+	struct proto_item item;
+
+	proto_iter_init(&it, p->msg, p->len);
+	while (proto_next(&it, &item) > 0) {
+		size_t i, n;
+
+		if (item.tag != PROTO_T_SLOTS || item.len % sizeof(struct proto_fx_access))
+			continue;
+		n = item.len / sizeof(struct proto_fx_access);
+		for (i = 0; i < n && d->fx; i++) {
+			struct proto_fx_access a;
+			struct object *o;
+
+			memcpy(&a, item.val + i * sizeof(a), sizeof(a));
+			o = fastidx_object(d->fx, a.slot, a.id);
+			if (!o)
+				continue;
+			d->c.hits++;
+			d->c.fast_hits++;
+			d->c.opens++;
+			d->c.bytes_local += o->v.size;
+			o->mount->hits++;
+			o->last_access = granaryd_realtime_s();
+			if (o->in_policy)
+				policy_access(d->policy, &o->pe);
+		}
+	}
 }
 
 static const char *consistency_name(const struct config_mount *cm)
@@ -1135,7 +1203,7 @@ char *server_status_json(struct granaryd *d)
 
 	catalog_stats(d->cat, &ops, &commits, &errors);
 	counters = json_pack(
-		"{sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "requests",
+		"{sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "requests",
 		(json_int_t)d->c.requests, "bad_requests", (json_int_t)d->c.bad_requests, "opens",
 		(json_int_t)d->c.opens, "hits", (json_int_t)d->c.hits, "misses",
 		(json_int_t)d->c.misses, "bytes_local", (json_int_t)d->c.bytes_local,
@@ -1144,8 +1212,8 @@ char *server_status_json(struct granaryd *d)
 		"fetches", (json_int_t)d->c.fetches, "fetch_errors", (json_int_t)d->c.fetch_errors,
 		"refetches_changed", (json_int_t)d->c.refetches_changed, "evictions",
 		(json_int_t)d->c.evictions, "not_admitted", (json_int_t)d->c.not_admitted, "denied",
-		(json_int_t)d->c.denied, "inflight", (json_int_t)d->fetches_inflight,
-		"catalog_commits", (json_int_t)commits);
+		(json_int_t)d->c.denied, "fast_hits", (json_int_t)d->c.fast_hits, "inflight",
+		(json_int_t)d->fetches_inflight, "catalog_commits", (json_int_t)commits);
 	mounts = json_array();
 	for (i = 0; i < d->n_mounts; i++) {
 		const struct mount *m = &d->mounts[i];
@@ -1294,6 +1362,9 @@ static void dispatch(struct conn *c, const void *msg, size_t len, bool truncated
 		break;
 	case PROTO_VERIFY:
 		handle_verify(c, p);
+		break;
+	case PROTO_ACCESS:
+		handle_access(c, p);
 		break;
 	default:
 		reply_error(c, p->h.type, p->h.id, -EOPNOTSUPP, "request type not supported");

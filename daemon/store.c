@@ -12,6 +12,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "index.h"
 #include "log.h"
 
 static void id_name(uint64_t id, char *buf, size_t len)
@@ -24,9 +25,12 @@ static void obj_name(uint64_t id, char *buf, size_t len)
 	snprintf(buf, len, "%02x/%016" PRIx64, (unsigned)(id & 0xff), id);
 }
 
-static int mkdir_at(int dirfd, const char *name)
+static int mkdir_at(int dirfd, const char *name, mode_t mode)
 {
-	if (mkdirat(dirfd, name, 0750) < 0 && errno != EEXIST)
+	if (mkdirat(dirfd, name, mode) < 0 && errno != EEXIST)
+		return -errno;
+	/* objects/ is searchable, not listable: clients open files by id */
+	if (fchmodat(dirfd, name, mode, 0) < 0)
 		return -errno;
 	return 0;
 }
@@ -49,7 +53,8 @@ int store_open(struct store *st, const char *dir)
 		log_errno(LOG_ERR, rc, "open of cache dir failed path=%s", dir);
 		return rc;
 	}
-	if ((rc = mkdir_at(st->dirfd, "tmp")) < 0 || (rc = mkdir_at(st->dirfd, "objects")) < 0)
+	if ((rc = mkdir_at(st->dirfd, "tmp", 0700)) < 0 ||
+	    (rc = mkdir_at(st->dirfd, "objects", 0711)) < 0)
 		goto err;
 	st->tmpfd = openat(st->dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	st->objfd = openat(st->dirfd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -59,7 +64,7 @@ int store_open(struct store *st, const char *dir)
 	}
 	for (i = 0; i < 256; i++) {
 		snprintf(sub, sizeof(sub), "%02x", i);
-		if ((rc = mkdir_at(st->objfd, sub)) < 0)
+		if ((rc = mkdir_at(st->objfd, sub, 0711)) < 0)
 			goto err;
 	}
 	st->dir = strdup(dir);
@@ -222,6 +227,29 @@ int store_scan(struct store *st, void (*fn)(uint64_t id, void *arg), void *arg)
 		closedir(d);
 	}
 	return 0;
+}
+
+void store_set_owner(int fd, const struct validator *v)
+{
+	if (geteuid() == 0) {
+		if (fchown(fd, v->uid, v->gid) < 0 || fchmod(fd, v->mode & 0444) < 0)
+			log_errno(LOG_WARNING, errno, "cannot set a cache file's owner");
+	} else if (fchmod(fd, 0400) < 0) {
+		log_errno(LOG_WARNING, errno, "cannot set a cache file's mode");
+	}
+}
+
+void store_object_set_owner(struct store *st, uint64_t id, const struct validator *v)
+{
+	char name[40];
+	int fd;
+
+	obj_name(id, name, sizeof(name));
+	fd = openat(st->objfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	store_set_owner(fd, v);
+	close(fd);
 }
 
 int64_t store_free_bytes(struct store *st)

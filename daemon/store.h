@@ -54,6 +54,16 @@ int64_t store_object_size(struct store *st, uint64_t id);
  */
 int store_scan(struct store *st, void (*fn)(uint64_t id, void *arg), void *arg);
 
+struct validator;
+
+/*
+ * Give a cache file the source's owner and read bits, so that the kernel
+ * grants a client opening it directly what it grants on the original. A
+ * daemon that is not root keeps its files to itself (0400).
+ */
+void store_set_owner(int fd, const struct validator *v);
+void store_object_set_owner(struct store *st, uint64_t id, const struct validator *v);
+
 /* Bytes free on the cache filesystem, or -errno. */
 int64_t store_free_bytes(struct store *st);
 
