@@ -1,0 +1,314 @@
+"""Access control: a caller who could not open the original NAS file cannot get
+it through granary.
+
+The daemon runs as root. Readers run as `nobody` (a forked child that drops to
+uid/gid 65534 with no supplementary groups) and ask over the raw protocol; for
+every file the child also tries the original path itself, and the daemon's
+answer must match the kernel's: EACCES with a message and no descriptor where
+the kernel refuses, the same bytes where it allows. Checked before and after
+the file is cached (a miss and a hit take different paths in the daemon), and
+the daemon's descriptor count does not grow across refused requests.
+
+Also: symlinks inside the NAS directory that point out of the mount are
+refused, even to root; one pointing to a file inside the mount is served. The
+socket is 0660 and group-owned by the configured socket_group, and a user
+outside that group cannot connect.
+
+Object-store allow lists (allow_uids / allow_gids) need the s3 or http
+backend and are not covered here.
+
+GRANARY_TEST_KNOWN_GAPS=1 also asserts two things the daemon does not do yet
+(see docs/reliability.md): a world-readable file inside a 0700 directory is
+refused to `nobody`, as the kernel refuses it; and STAT of a symlink that
+points out of the mount is refused rather than describing the file outside.
+"""
+import errno
+import grp
+import hashlib
+import json
+import os
+import socket
+import stat
+import subprocess
+import time
+
+from harness import Conn, Fail, Skip, check, run
+
+NOBODY = 65534
+NOGROUP = 65534
+KNOWN_GAPS = os.environ.get("GRANARY_TEST_KNOWN_GAPS") == "1"
+
+
+def as_user(uid, gid, fn, *args):
+    """Run fn(*args) in a forked child as uid/gid (no supplementary groups);
+    return what it returns (JSON-able)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            out = {"result": fn(*args)}
+        except BaseException as e:  # the parent reports it
+            out = {"error": "%s: %s" % (type(e).__name__, e)}
+            code = 1
+        data = json.dumps(out).encode()
+        while data:
+            data = data[os.write(w, data):]
+        os._exit(code)
+    os.close(w)
+    chunks = []
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    os.waitpid(pid, 0)
+    out = json.loads(b"".join(chunks) or b'{"error": "child wrote nothing"}')
+    if "error" in out:
+        raise Fail("child as uid %d failed: %s" % (uid, out["error"]))
+    return out["result"]
+
+
+def probe(sock, paths):
+    """In the child: for each path, what the kernel says and what granary says."""
+    res = {}
+    c = Conn(sock)
+    for p in paths:
+        e = {}
+        try:
+            with open(p, "rb") as f:
+                e["direct"] = "ok"
+                e["direct_sha"] = hashlib.sha256(f.read()).hexdigest()
+        except OSError as ex:
+            e["direct"] = errno.errorcode.get(ex.errno, str(ex.errno))
+        r = c.request("OPEN", path=p)
+        e["status"] = r.status
+        e["errmsg"] = r.errmsg
+        e["nfds"] = len(r.fds)
+        if r.status == 0 and len(r.fds) == 1:
+            with os.fdopen(r.fds[0], "rb") as f:
+                e["sha"] = hashlib.sha256(f.read()).hexdigest()
+        else:
+            for fd in r.fds:
+                os.close(fd)
+        res[p] = e
+    c.close()
+    return res
+
+
+def refused_many(sock, path, n):
+    """In the child: n OPENs of a file it may not read; count the answers."""
+    c = Conn(sock)
+    answers = {}
+    for _ in range(n):
+        r = c.request("OPEN", path=path)
+        for fd in r.fds:
+            os.close(fd)
+        key = "%d/%d" % (r.status, len(r.fds))
+        answers[key] = answers.get(key, 0) + 1
+    c.close()
+    return answers
+
+
+def try_connect(sock):
+    """In the child: can it connect to the socket at all?"""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        s.connect(sock)
+        return "connected"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    finally:
+        s.close()
+
+
+def daemon_fds(d):
+    return len(os.listdir("/proc/%d/fd" % d.pid))
+
+
+def write(path, data, mode, gid=0):
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chown(path, 0, gid)
+    os.chmod(path, mode)
+
+
+def check_socket(sock, group_name):
+    st = os.stat(sock)
+    check(stat.S_ISSOCK(st.st_mode), "%s is not a socket" % sock)
+    check(stat.S_IMODE(st.st_mode) == 0o660, "socket mode %o, expected 660" %
+          stat.S_IMODE(st.st_mode))
+    gid = grp.getgrnam(group_name).gr_gid
+    check(st.st_gid == gid, "socket group %d, expected %s (%d)" % (st.st_gid, group_name, gid))
+
+
+def compare(results, expect_refused, expect_served, known_gaps):
+    """Check the child's probe results against the kernel's verdicts."""
+    for p, e in results.items():
+        if e["direct"] == "EACCES" and p not in known_gaps:
+            check(e["status"] == -errno.EACCES,
+                  "nobody cannot open %s yet granary answered %d %r" % (p, e["status"],
+                                                                      e["errmsg"]))
+            check(e["errmsg"], "EACCES for %s without a message" % p)
+            check(e["nfds"] == 0, "a refused OPEN of %s carried a descriptor" % p)
+        if e["direct"] == "ok":
+            check(e["status"] == 0 and e.get("sha") == e["direct_sha"],
+                  "nobody can open %s but granary answered %d %r" % (p, e["status"],
+                                                                   e["errmsg"]))
+    for p in expect_refused:
+        check(results[p]["direct"] == "EACCES", "the kernel let nobody open %s: %s" % (
+            p, results[p]["direct"]))
+    for p in expect_served:
+        check(results[p]["direct"] == "ok", "the kernel refused %s to nobody: %s" % (
+            p, results[p]["direct"]))
+
+
+def main(wd):
+    if os.geteuid() != 0:
+        raise Skip("needs root: the daemon runs as root and readers switch to nobody")
+    os.chmod(wd.path, 0o755)  # nobody reaches the socket and the NAS below it
+    nas = os.path.join(wd.path, "nas")
+    os.makedirs(os.path.join(nas, "d"))
+    os.makedirs(os.path.join(nas, "private"))
+    os.chmod(nas, 0o755)
+    os.chmod(os.path.join(nas, "d"), 0o755)
+    os.chmod(os.path.join(nas, "private"), 0o700)
+    blob = lambda n: os.urandom(n)  # noqa: E731
+
+    secret = os.path.join(nas, "secret.bin")  # 0600 root:root
+    public = os.path.join(nas, "d", "public.bin")  # 0644
+    group_ok = os.path.join(nas, "d", "group.bin")  # 0640 root:nogroup
+    group_no = os.path.join(nas, "d", "group_denied.bin")  # 0604 root:nogroup
+    hidden = os.path.join(nas, "private", "inner.bin")  # 0644 in a 0700 dir
+    write(secret, blob(70000), 0o600)
+    write(public, blob(50000), 0o644)
+    write(group_ok, blob(3000), 0o640, NOGROUP)
+    write(group_no, blob(3000), 0o604, NOGROUP)
+    write(hidden, blob(4000), 0o644)
+
+    # symlinks: out of the mount (a file, a directory), and inside it
+    link_out = os.path.join(nas, "passwd")
+    os.symlink("/etc/passwd", link_out)
+    link_dir_out = os.path.join(nas, "etc")
+    os.symlink("/etc", link_dir_out)
+    link_rel_out = os.path.join(nas, "d", "up")
+    os.symlink("../../../../../../../../etc/passwd", link_rel_out)
+    link_in = os.path.join(nas, "d", "alias.bin")
+    os.symlink("public.bin", link_in)
+    link_abs_in = os.path.join(nas, "d", "abs_alias.bin")
+    os.symlink(public, link_abs_in)
+
+    d = wd.daemon([{"path": nas, "backend": "posix", "consistency": "strict"}],
+                  socket_group="nogroup")
+    d.start()
+    check_socket(d.socket, "nogroup")
+
+    # ---- symlinks, as root (root may read anything, yet not through a link out)
+    c = d.conn()
+    for p in (link_out, link_dir_out + "/passwd", link_rel_out):
+        r, data = c.read(p)
+        check(r.status != 0 and data is None,
+              "OPEN of %s (a symlink out of the mount) served %s bytes" % (
+                  p, len(data) if data else 0))
+        check(not r.fds, "a refused OPEN of %s carried a descriptor" % p)
+        check(r.errmsg, "refusing %s gave no message" % p)
+        print("symlink out %s: %d %s" % (p, r.status, r.errmsg))
+    r, data = c.read(link_in)
+    check(r.status == 0 and data == open(public, "rb").read(),
+          "a symlink to a file inside the mount: %d %r" % (r.status, r.errmsg))
+    # an absolute symlink to a file inside the mount: the right bytes or a refusal
+    r, data = c.read(link_abs_in)
+    check(r.status != 0 or data == open(public, "rb").read(),
+          "an absolute symlink inside the mount served other bytes")
+    print("absolute symlink inside the mount: %s" % (
+        "served" if r.status == 0 else "refused: %d %s" % (r.status, r.errmsg)))
+    # STAT of a link out must not describe the file outside either
+    r = c.request("STAT", path=link_out)
+    if r.status == 0:
+        print("KNOWN GAP: STAT of %s (a symlink to /etc/passwd) answered size %d mode %o: "
+              "the file outside the mount" % (link_out, r.u64("SIZE"), r.u32("MODE")))
+    if KNOWN_GAPS:
+        check(r.status != 0, "STAT of a symlink out of the mount described its target")
+    c.close()
+
+    # ---- nobody, before anything is cached (misses), then after (hits)
+    files = [secret, public, group_ok, group_no, hidden, link_in]
+    refused = [secret, group_no, hidden]
+    served = [public, group_ok, link_in]
+    known_gaps = [] if KNOWN_GAPS else [hidden]
+    for phase in ("miss", "hit"):
+        res = as_user(NOBODY, NOGROUP, probe, d.socket, files)
+        for p in files:
+            e = res[p]
+            print("%s as nobody (%s): kernel %s, granary %d %s" % (
+                os.path.relpath(p, nas), phase, e["direct"], e["status"], e["errmsg"]))
+        compare(res, refused, served, known_gaps)
+        if res[hidden]["status"] == 0:
+            print("KNOWN GAP: %s (0644 in a 0700 directory) is served to nobody, whom the "
+                  "kernel refuses; GRANARY_TEST_KNOWN_GAPS=1 asserts refusal" % hidden)
+        if phase == "miss":
+            # root caches everything; the next round is served from the cache
+            c = d.conn()
+            for p in files:
+                r, data = c.read(p)
+                check(r.status == 0 and data == open(p, "rb").read(),
+                      "root could not read %s: %d %r" % (p, r.status, r.errmsg))
+            c.close()
+            for p in files:
+                r = d.conn().request("OPEN", path=p, flags=1)  # NOFETCH: it is cached
+                for fd in r.fds:
+                    os.close(fd)
+                check(r.status == 0, "%s is not cached after root read it" % p)
+
+    # ---- refused requests leave nothing behind in the daemon
+    time.sleep(0.3)
+    before = daemon_fds(d)
+    answers = as_user(NOBODY, NOGROUP, refused_many, d.socket, secret, 300)
+    check(answers == {"%d/0" % -errno.EACCES: 300},
+          "300 refused OPENs answered %s" % answers)
+    time.sleep(0.3)
+    after = daemon_fds(d)
+    check(after <= before + 1, "daemon descriptors grew from %d to %d over 300 refused "
+          "OPENs" % (before, after))
+    st = d.status()
+    print("daemon fds %d -> %d over 300 refused OPENs; counters: %s" % (
+        before, after, {k: v for k, v in st["counters"].items() if "denied" in k}))
+
+    # ---- a user outside the socket's group cannot connect at all
+    other_gid = 65533  # not nogroup: no group permission on the socket
+    got = as_user(NOBODY, other_gid, try_connect, d.socket)
+    check(got in ("EACCES", "EPERM"), "nobody outside the socket group: connect %s" % got)
+    check(as_user(NOBODY, NOGROUP, try_connect, d.socket) == "connected",
+          "nobody in the socket group could not connect")
+    d.stop()
+
+    # ---- the default socket_group is "granary" where that group exists
+    created = False
+    try:
+        try:
+            grp.getgrnam("granary")
+        except KeyError:
+            p = subprocess.run(["groupadd", "--system", "granary"], capture_output=True,
+                               text=True)
+            if p.returncode != 0:
+                print("NOTE: no group granary and groupadd failed (%s): default group "
+                      "not checked" % p.stderr.strip())
+                return
+            created = True
+        d2 = wd.daemon([{"path": nas, "backend": "posix"}], name="g2")
+        d2.start()
+        check_socket(d2.socket, "granary")
+        got = as_user(NOBODY, NOGROUP, try_connect, d2.socket)
+        check(got in ("EACCES", "EPERM"), "nobody, not in group granary: connect %s" % got)
+        d2.stop()
+    finally:
+        if created:
+            subprocess.run(["groupdel", "granary"], capture_output=True)
+
+
+run(main, "access")
