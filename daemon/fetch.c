@@ -111,8 +111,15 @@ static void record_hit(struct granaryd *d, struct object *o, struct fetch_waiter
 		policy_access(d->policy, &o->pe);
 }
 
+static void checksum_first(struct granaryd *d, struct object *o, struct fetch_waiter *w);
+
 static void answer_hit(struct granaryd *d, struct object *o, struct fetch_waiter *w)
 {
+	if (!o->verified) {
+		/* restored from the catalog: read it once before trusting it */
+		checksum_first(d, o, w);
+		return;
+	}
 	record_hit(d, o, w);
 	w->size = o->v.size;
 	w->done(w, o, -1, 0, "", PROTO_SRC_LOCAL);
@@ -128,7 +135,7 @@ static bool fast_eligible(const struct mount *m)
 
 void fetch_publish(struct granaryd *d, struct object *o)
 {
-	if (d->fx && fast_eligible(o->mount))
+	if (d->fx && o->verified && fast_eligible(o->mount))
 		fastidx_put(d->fx, o, (uint32_t)(o->mount - d->mounts));
 }
 
@@ -808,6 +815,83 @@ static void validate_head_done(struct backend_call *call)
 	v->type = call->type;
 	snprintf(v->msg, sizeof(v->msg), "%s", call->msg);
 	validated(v);
+}
+
+/* ---- the first read of an object restored at start-up ---- */
+
+struct checksum_task {
+	struct pool_task task;
+	struct granaryd *d;
+	struct mount *m;
+	struct fetch_waiter *w;
+	uint64_t id, size, checksum;
+	bool ok;
+	char path[];
+};
+
+static void checksum_work(struct pool_task *t)
+{
+	struct checksum_task *c = (struct checksum_task *)t;
+	XXH3_state_t *st = XXH3_createState();
+	uint8_t *buf = malloc(COPY_CHUNK);
+	int fd = store_object_open(&c->d->store, c->id, c->size);
+	ssize_t n = -1;
+
+	c->ok = false;
+	if (fd >= 0 && st && buf) {
+		XXH3_64bits_reset(st);
+		while ((n = read(fd, buf, COPY_CHUNK)) > 0)
+			XXH3_64bits_update(st, buf, (size_t)n);
+		c->ok = n == 0 && XXH3_64bits_digest(st) == c->checksum;
+	}
+	if (fd >= 0)
+		close(fd);
+	XXH3_freeState(st);
+	free(buf);
+}
+
+static void checksum_done(struct pool_task *t)
+{
+	struct checksum_task *c = (struct checksum_task *)t;
+	struct granaryd *d = c->d;
+	struct object *o = index_get(d->idx, c->path);
+
+	if (o && o->state == OBJ_CACHED && o->id == c->id) {
+		if (c->ok) {
+			o->verified = true;
+			fetch_publish(d, o);
+		} else {
+			d->c.corrupt++;
+			log_warn(
+				"cache file failed its checksum, dropped and fetched again path=%s id=%llu",
+				o->path, (unsigned long long)o->id);
+			fetch_drop(d, o, false);
+		}
+	}
+	/* start over: a hit now, or a miss that fetches a good copy */
+	fetch_get(d, c->m, c->path, c->w);
+	free(c);
+}
+
+static void checksum_first(struct granaryd *d, struct object *o, struct fetch_waiter *w)
+{
+	size_t n = strlen(o->path) + 1;
+	struct checksum_task *c = calloc(1, sizeof(*c) + n);
+
+	if (!c) {
+		w->done(w, NULL, -1, -ENOMEM, "out of memory", PROTO_SRC_LOCAL);
+		return;
+	}
+	memcpy(c->path, o->path, n);
+	c->d = d;
+	c->m = o->mount;
+	c->w = w;
+	c->id = o->id;
+	c->size = o->v.size;
+	c->checksum = o->checksum;
+	c->task.work = checksum_work;
+	c->task.done = checksum_done;
+	pool_submit(d->pool, &c->task);
 }
 
 void fetch_get(struct granaryd *d, struct mount *m, const char *path, struct fetch_waiter *w)

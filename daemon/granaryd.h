@@ -52,6 +52,7 @@ struct counters {
 	uint64_t validations;
 	uint64_t denied;
 	uint64_t fast_hits; /* reads clients served from the shared index */
+	uint64_t corrupt;   /* cache files that failed their checksum */
 };
 
 struct granaryd {

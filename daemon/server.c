@@ -891,6 +891,7 @@ static void verify_done(struct pool_task *t)
 			continue;
 		}
 		o = index_get(d->idx, w->items[i].path);
+		d->c.corrupt++;
 		log_warn("cache file failed verification, dropped path=%s id=%llu",
 			 w->items[i].path, (unsigned long long)w->items[i].id);
 		if (o && o->state == OBJ_CACHED && o->id == w->items[i].id)
@@ -1203,7 +1204,7 @@ char *server_status_json(struct granaryd *d)
 
 	catalog_stats(d->cat, &ops, &commits, &errors);
 	counters = json_pack(
-		"{sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "requests",
+		"{sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "requests",
 		(json_int_t)d->c.requests, "bad_requests", (json_int_t)d->c.bad_requests, "opens",
 		(json_int_t)d->c.opens, "hits", (json_int_t)d->c.hits, "misses",
 		(json_int_t)d->c.misses, "bytes_local", (json_int_t)d->c.bytes_local,
@@ -1212,8 +1213,9 @@ char *server_status_json(struct granaryd *d)
 		"fetches", (json_int_t)d->c.fetches, "fetch_errors", (json_int_t)d->c.fetch_errors,
 		"refetches_changed", (json_int_t)d->c.refetches_changed, "evictions",
 		(json_int_t)d->c.evictions, "not_admitted", (json_int_t)d->c.not_admitted, "denied",
-		(json_int_t)d->c.denied, "fast_hits", (json_int_t)d->c.fast_hits, "inflight",
-		(json_int_t)d->fetches_inflight, "catalog_commits", (json_int_t)commits);
+		(json_int_t)d->c.denied, "fast_hits", (json_int_t)d->c.fast_hits, "corrupt",
+		(json_int_t)d->c.corrupt, "inflight", (json_int_t)d->fetches_inflight,
+		"catalog_commits", (json_int_t)commits);
 	mounts = json_array();
 	for (i = 0; i < d->n_mounts; i++) {
 		const struct mount *m = &d->mounts[i];
