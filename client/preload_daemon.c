@@ -331,7 +331,7 @@ static void shim_init(void)
 	g.spin_ns = (int64_t)env_int("GRANARY_SPIN_US", SPIN_US_DEFAULT) * 1000;
 	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
 		ncpu = (unsigned)CPU_COUNT(&cpus);
-	g.spin_max = ncpu / 4 ? ncpu / 4 : 1;
+	g.spin_max = ncpu / 4; /* none below 4 CPUs: the daemon needs them */
 	s = getenv("GRANARY_SOCKET");
 	if (!s || !*s)
 		s = SOCKET_DEFAULT;
@@ -545,7 +545,7 @@ static ssize_t conn_recv(struct tstate *ts, struct msghdr *mh, bool spin)
 	size_t controllen = mh->msg_controllen;
 	ssize_t n;
 
-	if (spin && g.spin_ns > 0) {
+	if (spin && g.spin_ns > 0 && g.spin_max > 0) {
 		unsigned w = __atomic_add_fetch(&g.spinners, 1, __ATOMIC_RELAXED);
 		int64_t end = mono_ns() + g.spin_ns;
 
