@@ -10,7 +10,8 @@
  * awaited (a DROP answered late) is discarded with any descriptor it carries.
  *
  * Failure: when a connection fails (absent, refused, timeout, garbled
- * reply), the daemon is taken as down for RETRY_NS: every thread falls open
+ * reply), the daemon is taken as down for RETRY_NS (longer after timeouts in
+ * a row, see retry_ns()): every thread falls open
  * without trying, then one thread at a time tries to connect again. Each
  * failure bumps fail_epoch; a connection made before the last failure is
  * replaced before its next use, and the first connection after it fetches
@@ -48,6 +49,7 @@
 #define SPIN_US_DEFAULT 100   /* a hit is answered in tens of microseconds */
 #define RETRY_NS	1000000000LL
 #define DROP_WAIT_MS	100
+#define HELLO_WAIT_MS	2000
 #define SYSLOG_EVERY_NS 60000000000LL
 #define CONN_REG_MAX	1024
 #define TABLE_NEVER	UINT64_MAX
@@ -77,6 +79,7 @@ static struct {
 	bool have_key;
 
 	int64_t down_until;  /* atomic, CLOCK_MONOTONIC ns; 0 when up */
+	unsigned timeouts;   /* atomic: failures by timeout in a row */
 	uint64_t fail_epoch; /* atomic */
 	uint64_t fork_gen;   /* atomic */
 	int64_t syslog_last; /* atomic */
@@ -516,12 +519,31 @@ err_close:
 	return rc;
 }
 
+/*
+ * How long the daemon is left alone after a failure: RETRY_NS, doubled after
+ * each timeout in a row up to 16 times that, since a daemon that accepts but
+ * does not answer would otherwise hold up one open every second.
+ */
+static int64_t retry_ns(void)
+{
+	unsigned t = __atomic_load_n(&g.timeouts, __ATOMIC_RELAXED);
+
+	return RETRY_NS << (t < 4 ? t : 4);
+}
+
 static void mark_down(const char *what, int err)
 {
-	__atomic_store_n(&g.down_until, mono_ns() + RETRY_NS, __ATOMIC_RELAXED);
+	int64_t wait;
+
+	if (err == ETIMEDOUT)
+		__atomic_add_fetch(&g.timeouts, 1, __ATOMIC_RELAXED);
+	else
+		__atomic_store_n(&g.timeouts, 0, __ATOMIC_RELAXED);
+	wait = retry_ns();
+	__atomic_store_n(&g.down_until, mono_ns() + wait, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&g.fail_epoch, 1, __ATOMIC_RELAXED);
-	shim_log("daemon at %s: %s failed with %s; falling open, next try in 1 s", g.sock, what,
-		 shim_errname(err));
+	shim_log("daemon at %s: %s failed with %s; falling open, next try in %d s", g.sock, what,
+		 shim_errname(err), (int)(wait / RETRY_NS));
 }
 
 /* Close any descriptors that came with a message we do not keep. */
@@ -655,7 +677,9 @@ static int hello(struct tstate *ts, uint64_t epoch)
 	bool changed;
 
 	proto_begin(&ts->out, PROTO_HELLO, id);
-	n = conn_call(ts, id, PROTO_HELLO, &rfd, -1);
+	/* HELLO costs the daemon nothing: a slow answer means a sick daemon */
+	n = conn_call(ts, id, PROTO_HELLO, &rfd,
+		      g.timeout_ms < HELLO_WAIT_MS ? g.timeout_ms : HELLO_WAIT_MS);
 	if (n < 0)
 		return (int)n;
 	if (rfd >= 0)
@@ -724,7 +748,7 @@ static struct tstate *conn_get(bool *fresh)
 		/* down: one thread tries again per RETRY_NS, the others fall open */
 		now = mono_ns();
 		if (now < du ||
-		    !__atomic_compare_exchange_n(&g.down_until, &du, now + RETRY_NS, false,
+		    !__atomic_compare_exchange_n(&g.down_until, &du, now + retry_ns(), false,
 						 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 			return NULL;
 	}
@@ -778,6 +802,8 @@ static ssize_t shim_call_locked(uint16_t type, const char *path, int *rfd, struc
 			return -ENAMETOOLONG;
 		n = conn_call(ts, id, type, rfd, wait_ms);
 		if (n >= 0) {
+			if (__atomic_load_n(&g.timeouts, __ATOMIC_RELAXED))
+				__atomic_store_n(&g.timeouts, 0, __ATOMIC_RELAXED);
 			*tsp = ts;
 			return n;
 		}
