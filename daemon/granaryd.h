@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "index.h"
+#include "qos.h"
 #include "store.h"
 
 struct backend_ops;
@@ -29,6 +30,7 @@ struct pool;
 struct uring;
 struct server;
 struct hint;
+struct prefetch;
 struct metrics;
 struct fastidx;
 
@@ -40,7 +42,8 @@ struct mount {
 	uint32_t dataset; /* policy dataset id */
 	uint64_t objects, bytes;
 	uint64_t hits, misses;
-	struct hint *hint; /* the hinted order of the coming epoch, if any */
+	struct hint *hint;	   /* the hinted order of the coming epoch, if any */
+	struct prefetch *prefetch; /* read-ahead over the hinted order */
 };
 
 struct counters {
@@ -78,6 +81,7 @@ struct granaryd {
 	uint64_t reserved;  /* bytes promised to fetches in flight */
 	uint64_t high, low; /* watermarks in bytes */
 	unsigned fetches_inflight;
+	struct qos qos; /* backend slots: foreground and background */
 
 	struct counters c;
 	int64_t start_mono_ns;

@@ -285,8 +285,8 @@ json_t *qos_status_json(struct granaryd *d)
 			 "fg_queued", (json_int_t)qs->fgq.len, "bg_queued", (json_int_t)qs->bgq.len,
 			 "fg_started", (json_int_t)qs->fg_started, "bg_started",
 			 (json_int_t)qs->bg_started, "promoted", (json_int_t)qs->promoted,
-			 "throttled", (json_int_t)qs->throttled, "bg_bytes", (json_int_t)qs->bg_bytes,
-			 "bg_rate", (json_int_t)d->cfg->fetch.bg_rate, "bg_tokens",
-			 d->cfg->fetch.bg_rate ? qs->tokens : 0.0, "fg_wait_max_ms",
+			 "throttled", (json_int_t)qs->throttled, "bg_bytes",
+			 (json_int_t)qs->bg_bytes, "bg_rate", (json_int_t)d->cfg->fetch.bg_rate,
+			 "bg_tokens", d->cfg->fetch.bg_rate ? qs->tokens : 0.0, "fg_wait_max_ms",
 			 (double)qs->fg_wait_max_ns / 1e6);
 }

@@ -36,9 +36,9 @@ struct qos_req {
 	/* owned by qos */
 	struct qos_req *prev, *next;
 	int64_t queued_ns;
-	bool fg;	/* the class it is counted in */
-	bool queued;	/* waiting in a queue */
-	bool holding;	/* holds a slot */
+	bool fg;      /* the class it is counted in */
+	bool queued;  /* waiting in a queue */
+	bool holding; /* holds a slot */
 };
 
 struct qos_queue {
