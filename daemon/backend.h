@@ -18,6 +18,8 @@
 
 #include "granaryd.h"
 
+struct caller;
+
 struct backend_dirent {
 	char name[256];
 	int type; /* enum proto_ftype */
@@ -67,6 +69,12 @@ struct backend_ops {
 	int (*list)(struct mount *m, const char *rel, const char *after,
 		    int (*fn)(const struct backend_dirent *de, void *arg), void *arg, char *err,
 		    size_t errsz);
+
+	/*
+	 * Optional, blocking: may @who read @rel, as the kernel would decide
+	 * for that caller (directories on the way included)? 0 or -EACCES.
+	 */
+	int (*access)(struct mount *m, const char *rel, const struct caller *who);
 
 	/*
 	 * Remote backends (http, s3) implement these instead of open, stat and

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "fetch.h"
 #include "log.h"
 #include "proto.h"
 
@@ -77,7 +78,8 @@ static void posix_fini(struct mount *m)
 static int open_beneath(int rootfd, const char *rel, uint64_t flags)
 {
 	struct open_how how = {
-		.flags = flags | O_CLOEXEC | O_NOCTTY,
+		/* O_PATH takes no other open flags */
+		.flags = flags | O_CLOEXEC | ((flags & O_PATH) ? 0 : O_NOCTTY),
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
 	};
 	long fd;
@@ -85,7 +87,7 @@ static int open_beneath(int rootfd, const char *rel, uint64_t flags)
 	fd = syscall(SYS_openat2, rootfd, rel[0] ? rel : ".", &how, sizeof(how));
 	if (fd < 0 && errno == ENOSYS) {
 		/* kernels before 5.6: the request path already refuses ".." */
-		fd = openat(rootfd, rel[0] ? rel : ".", (int)(flags | O_CLOEXEC | O_NOCTTY));
+		fd = openat(rootfd, rel[0] ? rel : ".", (int)(how.flags));
 	}
 	return fd < 0 ? -errno : (int)fd;
 }
@@ -146,20 +148,63 @@ static int posix_stat(struct mount *m, const char *rel, struct validator *v, int
 {
 	struct posix_mount *pm = m->priv;
 	struct stat sb;
-	int root;
+	int root, fd, rc;
 
 	root = posix_root(pm);
 	if (root < 0) {
 		snprintf(err, errsz, "source %s unreachable", pm->source);
 		return root;
 	}
-	if (fstatat(root, rel[0] ? rel : ".", &sb, 0) < 0)
-		return -errno;
+	/* beneath the mount, like open: a symlink out of it describes nothing */
+	fd = open_beneath(root, rel, O_PATH);
+	if (fd < 0) {
+		if (fd == -EXDEV)
+			snprintf(err, errsz, "path leads out of the mount");
+		return fd == -EXDEV ? -EACCES : fd;
+	}
+	rc = fstat(fd, &sb) < 0 ? -errno : 0;
+	close(fd);
+	if (rc < 0)
+		return rc;
 	fill_validator(&sb, v);
 	*type = S_ISREG(sb.st_mode)   ? PROTO_FT_REG
 		: S_ISDIR(sb.st_mode) ? PROTO_FT_DIR
 				      : PROTO_FT_OTHER;
 	return 0;
+}
+
+/*
+ * Check as the caller: this worker thread takes the caller's filesystem ids
+ * and groups (raw syscalls change only the calling thread, and dropping fsuid
+ * 0 drops the capabilities that bypass permissions), asks the kernel, and
+ * takes its own back. Only a daemon running as root can do this; otherwise the
+ * daemon's own permission is the limit and the mode-bit check in server.c
+ * applies.
+ */
+static int posix_access(struct mount *m, const char *rel, const struct caller *who)
+{
+	static __thread gid_t own_groups[256];
+	static __thread int own_n = -1;
+	struct posix_mount *pm = m->priv;
+	int root = posix_root(pm), rc;
+
+	if (root < 0)
+		return root;
+	if (geteuid() != 0 || who->uid == 0)
+		return 0;
+	if (own_n < 0)
+		own_n = (int)syscall(SYS_getgroups, 256, own_groups);
+	if (own_n < 0)
+		return -EACCES;
+	if (syscall(SYS_setgroups, (size_t)who->ngroups, who->groups) < 0)
+		return -EACCES;
+	syscall(SYS_setfsgid, who->gid);
+	syscall(SYS_setfsuid, who->uid);
+	rc = faccessat(root, rel[0] ? rel : ".", R_OK, AT_EACCESS) < 0 ? -errno : 0;
+	syscall(SYS_setfsuid, 0);
+	syscall(SYS_setfsgid, 0);
+	syscall(SYS_setgroups, (size_t)own_n, own_groups);
+	return rc == -ENOENT ? -ENOENT : rc ? -EACCES : 0;
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -247,6 +292,7 @@ const struct backend_ops backend_posix = {
 	.open = posix_open,
 	.stat = posix_stat,
 	.list = posix_list,
+	.access = posix_access,
 };
 
 const struct backend_ops *backend_for(enum config_backend kind)

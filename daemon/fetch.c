@@ -18,10 +18,12 @@
 #include "backend.h"
 #include "catalog.h"
 #include "fastidx.h"
+#include "hint.h"
 #include "log.h"
 #include "metrics.h"
 #include "policy.h"
 #include "pool.h"
+#include "qos.h"
 #include "uring.h"
 
 #define COPY_CHUNK    (1u << 20)
@@ -50,6 +52,7 @@ struct fetch {
 	bool changed;	  /* the source changed while copied */
 	bool invalidated; /* dropped by a client while fetched */
 	bool admitted;
+	struct qos_req slot; /* backend slot, foreground or background */
 	unsigned attempts;
 	int64_t start_ns;
 	char msg[256];
@@ -65,6 +68,7 @@ struct validate {
 	struct validator v;
 	int type;
 	int err;
+	int access; /* 0, or -EACCES when the caller may not read the source */
 	char msg[256];
 	char path[];
 };
@@ -255,6 +259,7 @@ static void fetch_fail(struct fetch *f, int err, const char *msg)
 	if (o && o->fetch == f)
 		index_del(d->idx, o);
 	d->fetches_inflight--;
+	qos_release(d, &f->slot);
 	metrics_fetch_observed(d, f->m, (double)(granaryd_now_ns() - f->start_ns) / 1e9, 0, err);
 	f->waiters = NULL;
 	for (; w; w = next) {
@@ -285,6 +290,7 @@ static void fetch_direct(struct fetch *f)
 	if (o && o->fetch == f)
 		index_del(d->idx, o);
 	d->fetches_inflight--;
+	qos_release(d, &f->slot);
 	f->waiters = NULL;
 	for (; w; w = next) {
 		int fd = -1;
@@ -319,6 +325,7 @@ static void fetch_committed(struct fetch *f)
 	d->reserved -= f->v.size;
 	f->admitted = false;
 	d->fetches_inflight--;
+	qos_release(d, &f->slot);
 	if (!o || o->fetch != f) {
 		/* cannot happen: a fetching object is only removed by its fetch */
 		store_object_unlink(&d->store, f->id);
@@ -349,6 +356,7 @@ static void fetch_committed(struct fetch *f)
 	else
 		policy_insert_unread(d->policy, &o->pe);
 	o->in_policy = true;
+	hint_apply(d, o);
 
 	memset(&row, 0, sizeof(row));
 	row.id = o->id;
@@ -601,6 +609,7 @@ static void fetch_described(struct fetch *f)
 	}
 	f->admitted = true;
 	d->reserved += f->v.size;
+	qos_charge(d, &f->slot, f->v.size);
 	f->id = d->next_id++;
 	fd = store_tmp_create(&d->store, f->id);
 	if (fd < 0) {
@@ -692,10 +701,9 @@ static void get_done(struct backend_call *call)
 	pool_submit(f->d->pool, &f->task);
 }
 
-static void fetch_start(struct fetch *f)
+/* Holding a backend slot: describe the source. */
+static void fetch_source(struct fetch *f)
 {
-	f->d->fetches_inflight++;
-	f->start_ns = granaryd_now_ns();
 	if (f->m->ops->head_async) {
 		memset(&f->call, 0, sizeof(f->call));
 		f->call.done = head_done;
@@ -707,6 +715,27 @@ static void fetch_start(struct fetch *f)
 	f->task.work = open_work;
 	f->task.done = open_done;
 	pool_submit(f->d->pool, &f->task);
+}
+
+static void slot_granted(struct qos_req *q)
+{
+	struct fetch *f = (struct fetch *)((char *)q - offsetof(struct fetch, slot));
+
+	if (f->d->stopping) {
+		fetch_fail(f, -ECANCELED, "granaryd is shutting down");
+		return;
+	}
+	fetch_source(f);
+}
+
+static void fetch_start(struct fetch *f)
+{
+	f->d->fetches_inflight++;
+	f->start_ns = granaryd_now_ns();
+	f->slot.start = slot_granted;
+	if (!qos_acquire(f->d, &f->slot, f->waiters && f->waiters->foreground))
+		return; /* queued: slot_granted goes on */
+	fetch_source(f);
 }
 
 static void fetch_new(struct granaryd *d, struct mount *m, const char *path, struct fetch_waiter *w)
@@ -748,6 +777,8 @@ static void miss(struct granaryd *d, struct mount *m, const char *path, struct f
 	if (o && o->state == OBJ_FETCHING) {
 		w->next = o->fetch->waiters;
 		o->fetch->waiters = w;
+		if (w->foreground)
+			qos_promote(d, &o->fetch->slot); /* a reader overtakes queued warms */
 		return;
 	}
 	fetch_new(d, m, path, w);
@@ -762,6 +793,8 @@ static void validate_work(struct pool_task *t)
 
 	v->msg[0] = '\0';
 	v->err = v->m->ops->stat(v->m, rel, &v->v, &v->type, v->msg, sizeof(v->msg));
+	if (!v->err && v->w->who && v->m->ops->access)
+		v->access = v->m->ops->access(v->m, rel, v->w->who);
 }
 
 static void validated(struct validate *v)
@@ -781,6 +814,10 @@ static void validated(struct validate *v)
 		w->done(w, NULL, -1, v->err,
 			v->msg[0] ? v->msg : "cannot validate against the source",
 			PROTO_SRC_BACKEND);
+	} else if (v->access) {
+		d->c.denied++;
+		w->done(w, NULL, -1, v->access, "the caller may not read the source",
+			PROTO_SRC_LOCAL);
 	} else if (v->type == PROTO_FT_REG && backend_same_version(&o->v, &v->v)) {
 		o->validated_ns = granaryd_now_ns();
 		if (o->v.mode != v->v.mode || o->v.uid != v->v.uid || o->v.gid != v->v.gid) {

@@ -18,6 +18,7 @@
 #define GRANARY_FETCH_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "granaryd.h"
 #include "proto.h"
@@ -34,12 +35,21 @@ struct fetch_waiter;
 typedef void (*fetch_done_fn)(struct fetch_waiter *w, struct object *o, int direct_fd, int err,
 			      const char *msg, enum proto_source src);
 
+/* Who asks: checked as the caller where the backend can (backend.h). */
+struct caller {
+	uid_t uid;
+	gid_t gid;
+	int ngroups;
+	gid_t groups[64];
+};
+
 struct fetch_waiter {
 	struct fetch_waiter *next;
 	fetch_done_fn done;
-	bool foreground; /* a process waits on it (counts as a read) */
-	bool want_fd;	 /* a direct miss must produce a descriptor */
-	uint64_t size;	 /* set before done(): the object's size */
+	const struct caller *who; /* NULL: no check (warms by the daemon itself) */
+	bool foreground;	  /* a process waits on it (counts as a read) */
+	bool want_fd;		  /* a direct miss must produce a descriptor */
+	uint64_t size;		  /* set before done(): the object's size */
 };
 
 /*

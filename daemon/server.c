@@ -24,6 +24,7 @@
 #include "log.h"
 #include "policy.h"
 #include "pool.h"
+#include "prefetch.h"
 #include "proto.h"
 #include "uring.h"
 
@@ -49,6 +50,7 @@ struct conn {
 	struct ucred cred;
 	gid_t groups[MAX_GROUPS];
 	int ngroups;
+	struct caller who; /* the same, for checks as the caller */
 	struct outmsg *out_head, *out_tail;
 };
 
@@ -439,7 +441,12 @@ static void open_answered(struct fetch_waiter *w, struct object *o, int direct_f
 	if (direct_fd >= 0) {
 		struct stat sb;
 
-		fstat(direct_fd, &sb);
+		if (fstat(direct_fd, &sb) < 0) {
+			close(direct_fd);
+			reply_error(c, r->type, r->id, -errno, "fstat of the source failed");
+			req_free(r);
+			return;
+		}
 		memset(&v, 0, sizeof(v));
 		v.size = (uint64_t)sb.st_size;
 		v.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
@@ -504,9 +511,43 @@ static void open_answered(struct fetch_waiter *w, struct object *o, int direct_f
 	req_free(r);
 }
 
+static const char *rel_path(const struct mount *m, const char *path);
+
+struct access_task {
+	struct pool_task task;
+	struct req *r;
+	int rc;
+};
+
+static void access_work(struct pool_task *t)
+{
+	struct access_task *a = (struct access_task *)t;
+	struct req *r = a->r;
+
+	a->rc = r->m->ops->access(r->m, rel_path(r->m, r->path), r->w.who);
+}
+
+static void access_done(struct pool_task *t)
+{
+	struct access_task *a = (struct access_task *)t;
+	struct req *r = a->r;
+	struct conn *c = r->c;
+
+	if (a->rc == -EACCES) {
+		c->d->c.denied++;
+		reply_errorf(c, r->type, r->id, -EACCES, "uid %u may not read %s",
+			     (unsigned)c->cred.uid, r->path);
+		req_free(r);
+	} else {
+		fetch_get(c->d, r->m, r->path, &r->w);
+	}
+	free(a);
+}
+
 static void handle_open(struct conn *c, struct parsed *p)
 {
 	struct mount *m = need_mount(c, p);
+	struct object *o;
 	struct req *r;
 
 	if (!m)
@@ -534,7 +575,25 @@ static void handle_open(struct conn *c, struct parsed *p)
 	r->w.done = open_answered;
 	r->w.foreground = p->h.type == PROTO_OPEN;
 	r->w.want_fd = p->h.type == PROTO_OPEN;
-	fetch_get(c->d, m, r->path, &r->w);
+	r->w.who = &c->who;
+	o = index_get(c->d->idx, r->path);
+	if (m->ops->access && c->who.uid != 0 && (!o || o->state != OBJ_CACHED)) {
+		/* a miss: ask as the caller before fetching anything for it */
+		struct access_task *a = calloc(1, sizeof(*a));
+
+		if (a) {
+			a->r = r;
+			a->task.work = access_work;
+			a->task.done = access_done;
+			pool_submit(c->d->pool, &a->task);
+		} else {
+			fetch_get(c->d, m, r->path, &r->w);
+		}
+	} else {
+		fetch_get(c->d, m, r->path, &r->w);
+	}
+	if (p->h.type == PROTO_OPEN)
+		hint_seen(c->d, m, p->path); /* after the miss, so it starts first */
 }
 
 /* ---- work on the pool: STAT, LIST, LS, VERIFY ---- */
@@ -1053,6 +1112,7 @@ static void handle_epoch(struct conn *c, struct parsed *p)
 	if (!m)
 		return;
 	e = policy_epoch_advance(c->d->policy, m->dataset);
+	prefetch_kick(c->d, m); /* an order for this epoch starts; one for the last stops */
 	catalog_epoch(c->d->cat, policy_dataset_name(c->d->policy, m->dataset), e);
 	log_info("epoch advanced dataset=%s epoch=%llu",
 		 policy_dataset_name(c->d->policy, m->dataset), (unsigned long long)e);
@@ -1162,6 +1222,7 @@ static void handle_access(struct conn *c, struct parsed *p)
 			o->last_access = granaryd_realtime_s();
 			if (o->in_policy)
 				policy_access(d->policy, &o->pe);
+			hint_seen(d, o->mount, o->path);
 		}
 	}
 }
@@ -1220,14 +1281,14 @@ char *server_status_json(struct granaryd *d)
 	for (i = 0; i < d->n_mounts; i++) {
 		const struct mount *m = &d->mounts[i];
 
-		json_array_append_new(mounts,
-				      json_pack("{ss ss ss sI sI sI sI sf}", "path", m->cfg->path,
-						"backend", backend_name(m->cfg->backend),
-						"consistency", consistency_name(m->cfg), "objects",
-						(json_int_t)m->objects, "bytes",
-						(json_int_t)m->bytes, "hits", (json_int_t)m->hits,
-						"misses", (json_int_t)m->misses, "hit_ratio",
-						ratio(m->hits, m->misses)));
+		json_array_append_new(
+			mounts,
+			json_pack("{ss ss ss sI sI sI sI sf so}", "path", m->cfg->path, "backend",
+				  backend_name(m->cfg->backend), "consistency",
+				  consistency_name(m->cfg), "objects", (json_int_t)m->objects,
+				  "bytes", (json_int_t)m->bytes, "hits", (json_int_t)m->hits,
+				  "misses", (json_int_t)m->misses, "hit_ratio",
+				  ratio(m->hits, m->misses), "hint", hint_status_json(d, m)));
 	}
 	datasets = json_array();
 	for (i = 0; i < policy_dataset_count(d->policy); i++) {
@@ -1257,6 +1318,7 @@ char *server_status_json(struct granaryd *d)
 			 "counters", counters, "mounts", mounts, "datasets", datasets);
 	if (!root)
 		return NULL;
+	json_object_set_new(root, "qos", qos_status_json(d));
 	s = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	return s;
@@ -1464,6 +1526,10 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		len = sizeof(c->groups);
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
 			c->ngroups = (int)(len / sizeof(gid_t));
+		c->who.uid = c->cred.uid;
+		c->who.gid = c->cred.gid;
+		c->who.ngroups = c->ngroups;
+		memcpy(c->who.groups, c->groups, sizeof(c->who.groups));
 		c->ev = event_new(d->base, fd, EV_READ | EV_PERSIST, conn_on_event, c);
 		if (!c->ev || event_add(c->ev, NULL) < 0) {
 			close(fd);
