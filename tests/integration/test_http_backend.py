@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 
-from harness import GRANARY, PRELOAD, check, make_tree, run
+from harness import GRANARY, PRELOAD, check, item, make_tree, message, run
 from servers import Nginx, Proxy, free_port
 
 LARGE = 3 * 1024 * 1024 + 4321  # over large_threshold: ranged GETs of chunk_size
@@ -302,6 +302,25 @@ def faults_etag_and_kill(wd, ng, root, rels, proxy):
         compare_all(d, "/data/kill", root, rels, expect_source=0)
     finally:
         d.stop()
+
+    # ---- stopped with transfers in flight: a clean exit (and ASan-clean when built so) ----
+    hang = proxy(fault=lambda req: "stall" if req.method == "GET" else None, stall_s=20.0)
+    d = wd.daemon([{"path": "/data/hang", "backend": "http", "url": hang.url}],
+                  name="g-hang", fetch=dict(FETCH, timeout="30s"))
+    d.start()
+    c = d.conn()
+    for rel in rels[:6] + ["big0.bin"]:
+        c.send_raw(message("WARM", item("PATH", "/data/hang/" + rel), 100 + len(rel)))
+    end = time.time() + 10
+    while len([q for q in hang.requests() if q.method == "GET"]) < 7 and time.time() < end:
+        time.sleep(0.05)
+    t0 = time.time()
+    rc = d.stop()
+    c.close()
+    check(rc == 0, "granaryd stopped with transfers in flight exited %s" % rc)
+    check(time.time() - t0 < 15, "stopping took %.1fs" % (time.time() - t0))
+    log = d.logtext()
+    check("Sanitizer" not in log, "sanitizer report at shutdown:\n" + log[-3000:])
 
 
 run(main, "http_backend")
