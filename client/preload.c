@@ -262,6 +262,7 @@ static int real_stat(enum stat_kind k, int ver, int dirfd, const char *path, str
 #define FDF_SRC	  0x1u /* a cache file: fstat shows the source */
 #define FDF_WRITE 0x2u /* opened for writing: close sends DROP (see wtrack) */
 #define FDF_CONN  0x4u /* one of the shim's own connections */
+#define FDF_FXDIR 0x8u /* the shim's descriptor of the daemon's objects/ directory */
 
 struct fdent {
 	uint32_t flags; /* atomic; published after the fields */
@@ -367,14 +368,30 @@ bool shim_conn_fd_ours(int fd)
 	return __atomic_load_n(&fdtab[fd].flags, __ATOMIC_ACQUIRE) & FDF_CONN;
 }
 
-bool shim_conn_fd_unmark(int fd)
+static bool own_fd_unmark(int fd, uint32_t kind)
 {
-	uint32_t want = FDF_CONN;
+	uint32_t want = kind;
 
 	if (fd < 0 || fd >= FDTAB_MAX)
 		return fd >= 0;
 	return __atomic_compare_exchange_n(&fdtab[fd].flags, &want, 0, false, __ATOMIC_ACQ_REL,
 					   __ATOMIC_RELAXED);
+}
+
+bool shim_conn_fd_unmark(int fd)
+{
+	return own_fd_unmark(fd, FDF_CONN);
+}
+
+void shim_fxdir_fd_mark(int fd)
+{
+	if (fd >= 0 && fd < FDTAB_MAX)
+		__atomic_store_n(&fdtab[fd].flags, FDF_FXDIR, __ATOMIC_RELEASE);
+}
+
+bool shim_fxdir_fd_unmark(int fd)
+{
+	return own_fd_unmark(fd, FDF_FXDIR);
 }
 
 /*
@@ -572,6 +589,7 @@ static enum decision open_decide(const char *op, int dirfd, const char *path, in
 	char why[256];
 	int err = 0, rc;
 
+	shim_access_tick();
 	if (!path || shim_no_mounts() || !target_find(op, dirfd, path, t))
 		return D_REAL;
 	if (preload_flags_write(flags)) {
@@ -586,6 +604,16 @@ static enum decision open_decide(const char *op, int dirfd, const char *path, in
 	if (preload_flags_passthrough(flags, t->failopen)) {
 		shim_log("%s %s: flags 0x%x ask for the original", op, t->abs, (unsigned)flags);
 		return D_REAL;
+	}
+	if (t->hit.flags & PROTO_F_MOUNT_FAST) {
+		struct stat cst;
+
+		t->fd = shim_open_fast(t->abs, &t->hit, flags, FDTAB_MAX, &cst, &s);
+		if (t->fd >= 0) {
+			fd_set_src(t->fd, &cst, &s);
+			shim_log("%s %s: from the shared index, fd %d", op, t->abs, t->fd);
+			return D_FD;
+		}
 	}
 	o = shim_open_remote(t->abs, &t->fd, &s, &err, why, sizeof(why));
 	if (o == SHIM_OK) {
@@ -1126,6 +1154,8 @@ EXPORT int close(int fd)
 
 	if (f & FDF_CONN)
 		shim_conn_fd_lost(fd);
+	if (f & FDF_FXDIR)
+		shim_fxdir_fd_lost(fd);
 	rc = REAL(close) ? REAL(close)(fd) : shim_sys_close(fd);
 
 	if (slot >= 0)
@@ -1174,6 +1204,8 @@ static int dup_over(int oldfd, int newfd, int flags, bool three)
 	f = fd_forget(newfd);
 	if (f & FDF_CONN)
 		shim_conn_fd_lost(newfd);
+	if (f & FDF_FXDIR)
+		shim_fxdir_fd_lost(newfd);
 	if (f & FDF_WRITE)
 		slot = wtrack_claim(newfd);
 	fd_copy(oldfd, newfd);

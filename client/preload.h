@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "preload_rules.h"
 
@@ -67,6 +68,24 @@ bool shim_match(const char *abs, struct preload_hit *hit);
 enum shim_outcome shim_open_remote(const char *abs, int *fd, struct preload_srcstat *s, int *err,
 				   char *why, size_t whysz);
 
+/*
+ * The fast path: open @abs, under the mount @hit flagged PROTO_F_MOUNT_FAST,
+ * straight from the daemon's shared index, as the caller, without a request.
+ * @flags are the caller's (a read-only open); O_CLOEXEC and O_NONBLOCK are
+ * honoured. Returns the cache file's descriptor, below @fd_limit, with @cst
+ * its fstat and @s the source's attributes; -1 when the socket must be asked
+ * (not in the index, changed at the source, evicted, refused by the kernel,
+ * no index). The read is reported to the daemon later (ACCESS).
+ */
+int shim_open_fast(const char *abs, const struct preload_hit *hit, int flags, int fd_limit,
+		   struct stat *cst, struct preload_srcstat *s);
+
+/*
+ * Called on each open: sends this thread's reports of reads served by the
+ * fast path once the oldest is ACCESS_AGE_NS old.
+ */
+void shim_access_tick(void);
+
 /* STAT @abs. On SHIM_OK @s is filled. */
 enum shim_outcome shim_stat_remote(const char *abs, struct preload_srcstat *s, int *err, char *why,
 				   size_t whysz);
@@ -93,5 +112,15 @@ bool shim_conn_fd_unmark(int fd);
 
 /* The application closed the shim's socket @fd (preload_daemon.c). */
 void shim_conn_fd_lost(int fd);
+
+/*
+ * The same for the descriptor of the daemon's objects/ directory (the fast
+ * path), which the shim keeps at a high number.
+ */
+void shim_fxdir_fd_mark(int fd);
+bool shim_fxdir_fd_unmark(int fd);
+
+/* The application closed or dup2'd over the objects/ descriptor @fd. */
+void shim_fxdir_fd_lost(int fd);
 
 #endif

@@ -1,6 +1,8 @@
 /*
  * preload_daemon.c - the shim's side of the socket: settings, log, per-thread
- * connections to granaryd, the mount table, and the requests OPEN, STAT, DROP.
+ * connections to granaryd, the mount table, the requests OPEN, STAT, DROP,
+ * and the fast path: the daemon's shared index, opens served from it, and
+ * the ACCESS reports of those reads.
  *
  * DESIGN. Each thread has its own SOCK_SEQPACKET connection, so concurrent
  * readers do not wait for each other; its state (descriptor, request ids, a
@@ -26,6 +28,29 @@
  * child handler closes every connection descriptor (all are registered in
  * conn_reg) and bumps fork_gen; a thread's state from another generation is
  * treated as unconnected.
+ *
+ * Fast path. HELLO's reply may carry a read-only memfd with the daemon's
+ * index of cached NAS objects and an O_PATH descriptor of its objects/
+ * directory. The index is mapped (the memfd is closed then), the directory
+ * descriptor moved to FX_FD_BASE or above and marked like the sockets. An
+ * open under a mount flagged PROTO_F_MOUNT_FAST looks the path up, for a
+ * strict mount compares the original's stat, and opens objects/xx/<id> as the
+ * caller: the kernel checks the permissions the daemon copied from the source.
+ * The mapping, the directory and the mount flags are read under fx.gen (a
+ * sequence counter, odd while a HELLO replaces them); a reader that sees it
+ * move closes what it opened and asks the socket. A mapping replaced is
+ * overlaid with zero pages, never unmapped, so a late reader reads empty
+ * slots instead of faulting. The index is trusted only while the connection
+ * epoch it came with lasts (fx.epoch == fail_epoch): once the daemon fails
+ * or goes away, its index may describe files a new daemon reuses, and the
+ * next HELLO brings a new one. The child of a fork keeps its parent's
+ * mapping and directory: they stay valid, and its reports go over its own
+ * connection.
+ *
+ * Each thread buffers its reads served this way (slot, id) and sends them
+ * as one one-way ACCESS message when ACCESS_BATCH are buffered, when the
+ * oldest is ACCESS_AGE_NS old at the next open, at thread exit, at process
+ * exit and before fork; never waiting: a full socket drops the batch.
  */
 #include "preload.h"
 
@@ -54,6 +79,9 @@
 #define CONN_REG_MAX	1024
 #define TABLE_NEVER	UINT64_MAX
 #define MAX_REPLY_FDS	4
+#define FX_FD_BASE	900	   /* where the objects/ descriptor is kept */
+#define ACCESS_BATCH	64	   /* fast reads reported in one ACCESS */
+#define ACCESS_AGE_NS	20000000LL /* the oldest waits no longer, if there is an open */
 
 struct tstate {
 	int fd;		   /* connection, -1 when none */
@@ -61,6 +89,11 @@ struct tstate {
 	uint64_t epoch;	   /* fail_epoch when connected */
 	uint64_t fork_gen; /* fork_gen when the state was last used */
 	uint32_t next_id;
+	uint32_t nacc;	   /* reads served by the fast path, not reported yet */
+	uint32_t acc_gen;  /* fx.gen when the first of them was served */
+	uint64_t acc_fork; /* fork_gen then */
+	int64_t acc_first; /* CLOCK_MONOTONIC_COARSE ns of the first */
+	struct proto_fx_access acc[ACCESS_BATCH];
 	struct proto_buf out;
 	uint8_t in[PROTO_MSG_MAX];
 };
@@ -69,6 +102,7 @@ static struct {
 	pthread_once_t once;
 	int ready; /* atomic: settings read */
 	bool disabled;
+	bool fast_off; /* GRANARY_FASTPATH=0 */
 	int debug;
 	int timeout_ms;
 	int64_t spin_ns;   /* GRANARY_SPIN_US: how long a waiter may spin */
@@ -96,6 +130,17 @@ static struct {
 };
 
 static int conn_reg[CONN_REG_MAX]; /* fd + 1 of every connection, 0 when free */
+
+/* The shared index; see DESIGN above. Readers load the fields atomically between two fx.gen. */
+static struct {
+	uint32_t gen;			   /* atomic: odd while replaced */
+	const struct proto_fx_slot *slots; /* atomic; NULL when there is no index */
+	uint64_t nslots;		   /* atomic */
+	int dirfd;			   /* atomic: objects/, O_PATH; -1 when none */
+	uint64_t epoch;			   /* atomic: fail_epoch of the HELLO it came with */
+	void *map;			   /* under g.table_lock */
+	size_t maplen;			   /* under g.table_lock */
+} fx = {.dirfd = -1};
 
 static __thread struct tstate *tls_ts TLS_IE;
 static __thread int tls_busy TLS_IE;
@@ -295,6 +340,7 @@ out:
 /* ---- settings and threads ---- */
 
 static void tstate_destroy(void *p);
+static void access_flush(struct tstate *ts);
 static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
@@ -325,6 +371,8 @@ static void shim_init(void)
 
 	s = getenv("GRANARY_DISABLE");
 	g.disabled = s && *s && strcmp(s, "0") != 0;
+	s = getenv("GRANARY_FASTPATH");
+	g.fast_off = s && strcmp(s, "0") == 0;
 	s = getenv("GRANARY_DEBUG");
 	if (s && *s && strcmp(s, "0") != 0)
 		g.debug = env_int("GRANARY_DEBUG", 1) >= 2 ? 2 : 1;
@@ -443,10 +491,24 @@ void shim_conn_fd_lost(int fd)
 	shim_log("the application closed the connection on fd %d; a new one will be made", fd);
 }
 
+/* Report this thread's fast reads, if any, with the shim entered (exit paths). */
+static void access_flush_now(struct tstate *ts)
+{
+	int saved = errno;
+
+	if (!ts || !ts->nacc || tls_busy)
+		return;
+	tls_busy = 1;
+	access_flush(ts);
+	tls_busy = 0;
+	errno = saved;
+}
+
 static void tstate_destroy(void *p)
 {
 	struct tstate *ts = p;
 
+	access_flush_now(ts);
 	if (ts->fork_gen == __atomic_load_n(&g.fork_gen, __ATOMIC_RELAXED))
 		conn_drop(ts);
 	if (tls_ts == ts)
@@ -454,8 +516,17 @@ static void tstate_destroy(void *p)
 	munmap(ts, sizeof(*ts));
 }
 
+/* At exit: the main thread's reports (other threads' go when they end). */
+__attribute__((destructor)) static void shim_dtor(void)
+{
+	if (__atomic_load_n(&g.ready, __ATOMIC_ACQUIRE) && !g.disabled)
+		access_flush_now(tls_ts);
+}
+
 static void fork_prepare(void)
 {
+	/* before the lock: reporting may connect, and HELLO takes it */
+	access_flush_now(tls_ts);
 	pthread_mutex_lock(&g.table_lock);
 }
 
@@ -592,15 +663,18 @@ static ssize_t conn_recv(struct tstate *ts, struct msghdr *mh, bool spin)
 /*
  * Send ts->out (request @id of @type) and receive its reply into ts->in.
  * @wait_ms < 0: wait as long as the socket timeout allows; else at most that.
- * Returns the reply's length with *@rfd its descriptor or -1; -ETIMEDOUT when
- * @wait_ms passed (the connection stays usable); other -errno: the
- * connection is unusable.
+ * Returns the reply's length with @rfd[0..@nrfd-1] its descriptors, -1 where
+ * it had none (any more are closed); -ETIMEDOUT when @wait_ms passed (the
+ * connection stays usable); other -errno: the connection is unusable.
  */
-static ssize_t conn_call(struct tstate *ts, uint32_t id, uint16_t type, int *rfd, int wait_ms)
+static ssize_t conn_call(struct tstate *ts, uint32_t id, uint16_t type, int *rfd, int nrfd,
+			 int wait_ms)
 {
 	ssize_t n;
+	int i;
 
-	*rfd = -1;
+	for (i = 0; i < nrfd; i++)
+		rfd[i] = -1;
 	do {
 		n = send(ts->fd, ts->out.data, ts->out.len, MSG_NOSIGNAL);
 	} while (n < 0 && errno == EINTR);
@@ -661,35 +735,122 @@ static ssize_t conn_call(struct tstate *ts, uint32_t id, uint16_t type, int *rfd
 			close_fds(fds, nfds);
 			return -EBADMSG;
 		}
-		if (nfds > 0) {
-			*rfd = fds[0];
-			close_fds(fds + 1, nfds - 1);
-		}
+		for (i = 0; i < nfds && i < nrfd; i++)
+			rfd[i] = fds[i];
+		if (nfds > nrfd)
+			close_fds(fds + nrfd, nfds - nrfd);
 		return n;
 	}
+}
+
+/* ---- the shared index: install, replace, retire ---- */
+
+/*
+ * Make the index in @ifd and the objects/ directory @dfd (both from HELLO,
+ * both consumed; -1 when HELLO brought none) the ones fast opens use, for
+ * connection epoch @epoch. Under g.table_lock.
+ */
+static void fx_install(int ifd, int dfd, uint64_t epoch)
+{
+	void *map = MAP_FAILED, *old_map = fx.map;
+	size_t len = 0, old_len = fx.maplen;
+	int old_dir = __atomic_load_n(&fx.dirfd, __ATOMIC_RELAXED), nd = -1;
+	uint64_t n = 0;
+	struct stat st;
+
+	if (ifd >= 0 && dfd >= 0 && !g.fast_off) {
+		if (syscall(SYS_fstat, ifd, &st) == 0 && st.st_size > 0) {
+			len = (size_t)st.st_size;
+			map = mmap(NULL, len, PROT_READ, MAP_SHARED, ifd, 0);
+		}
+		if (map != MAP_FAILED)
+			n = preload_fx_check(map, len);
+		if (map != MAP_FAILED && !n) {
+			shim_log("shared index from %s unusable (magic, version or size)", g.sock);
+			munmap(map, len);
+			map = MAP_FAILED;
+		}
+		if (n) {
+			/* out of the way of programs that expect low numbers */
+			nd = fcntl(dfd, F_DUPFD_CLOEXEC, FX_FD_BASE);
+			if (nd < 0) {
+				nd = dfd;
+				dfd = -1;
+			}
+		}
+	}
+	if (ifd >= 0)
+		shim_sys_close(ifd);
+	if (dfd >= 0)
+		shim_sys_close(dfd);
+	if (!n && !old_map && old_dir < 0)
+		return; /* nothing before, nothing now */
+
+	__atomic_add_fetch(&fx.gen, 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&fx.slots,
+			 n ? (const struct proto_fx_slot *)((const struct proto_fx_hdr *)map + 1)
+			   : NULL,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&fx.nslots, n, __ATOMIC_RELAXED);
+	__atomic_store_n(&fx.dirfd, nd, __ATOMIC_RELAXED);
+	__atomic_store_n(&fx.epoch, epoch, __ATOMIC_RELAXED);
+	fx.map = n ? map : NULL;
+	fx.maplen = n ? len : 0;
+	if (nd >= 0)
+		shim_fxdir_fd_mark(nd);
+	__atomic_add_fetch(&fx.gen, 1, __ATOMIC_RELEASE);
+
+	/* a reader may still be in the old one: zero pages, then it sees empty slots */
+	if (old_map)
+		mmap(old_map, old_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (old_dir >= 0 && shim_fxdir_fd_unmark(old_dir))
+		shim_sys_close(old_dir);
+	if (n)
+		shim_log("shared index: %llu slots, objects/ on fd %d", (unsigned long long)n, nd);
+	else
+		shim_log("no shared index%s: every open asks the daemon",
+			 g.fast_off ? " (GRANARY_FASTPATH=0)" : "");
+}
+
+void shim_fxdir_fd_lost(int fd)
+{
+	int want = fd;
+
+	if (!__atomic_compare_exchange_n(&fx.dirfd, &want, -1, false, __ATOMIC_RELAXED,
+					 __ATOMIC_RELAXED))
+		return;
+	/* readers between two fx.gen see it move; the next HELLO brings another */
+	__atomic_add_fetch(&fx.gen, 2, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&g.fail_epoch, 1, __ATOMIC_RELEASE);
+	shim_log("the application closed the objects/ directory on fd %d; a new one will be "
+		 "asked for",
+		 fd);
 }
 
 static int hello(struct tstate *ts, uint64_t epoch)
 {
 	uint32_t id = ++ts->next_id;
 	ssize_t n;
-	int rfd, rc, i;
+	int rfd[2], rc, i;
 	bool changed;
 
 	proto_begin(&ts->out, PROTO_HELLO, id);
 	/* HELLO costs the daemon nothing: a slow answer means a sick daemon */
-	n = conn_call(ts, id, PROTO_HELLO, &rfd,
+	n = conn_call(ts, id, PROTO_HELLO, rfd, 2,
 		      g.timeout_ms < HELLO_WAIT_MS ? g.timeout_ms : HELLO_WAIT_MS);
 	if (n < 0)
 		return (int)n;
-	if (rfd >= 0)
-		shim_sys_close(rfd);
 	pthread_mutex_lock(&g.table_lock);
 	rc = preload_mounts_parse(&g.scratch, ts->in, (size_t)n);
 	if (rc < 0) {
 		pthread_mutex_unlock(&g.table_lock);
+		for (i = 0; i < 2; i++)
+			if (rfd[i] >= 0)
+				shim_sys_close(rfd[i]);
 		return rc;
 	}
+	fx_install(rfd[0], rfd[1], epoch);
 	changed = memcmp(&g.scratch, &g.mounts, sizeof(g.mounts)) != 0;
 	if (changed) {
 		uint32_t s = __atomic_load_n(&g.seq, __ATOMIC_RELAXED);
@@ -800,7 +961,7 @@ static ssize_t shim_call_locked(uint16_t type, const char *path, int *rfd, struc
 		proto_begin(&ts->out, type, id);
 		if (path && proto_put_str(&ts->out, PROTO_T_PATH, path) < 0)
 			return -ENAMETOOLONG;
-		n = conn_call(ts, id, type, rfd, wait_ms);
+		n = conn_call(ts, id, type, rfd, 1, wait_ms);
 		if (n >= 0) {
 			if (__atomic_load_n(&g.timeouts, __ATOMIC_RELAXED))
 				__atomic_store_n(&g.timeouts, 0, __ATOMIC_RELAXED);
@@ -958,4 +1119,163 @@ bool shim_match(const char *abs, struct preload_hit *hit)
 		if (s1 == s2)
 			return found;
 	}
+}
+
+/* ---- the fast path ---- */
+
+static int64_t coarse_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * Send @ts's buffered reports as one ACCESS, without waiting for room or an
+ * answer. A batch about an index replaced since, or inherited from the
+ * parent across fork, is dropped: its slots mean nothing to the daemon now.
+ */
+static void access_flush(struct tstate *ts)
+{
+	uint32_t n = ts->nacc, gen = ts->acc_gen, id;
+	struct tstate *c;
+	bool fresh;
+	ssize_t r;
+	int old;
+
+	ts->nacc = 0;
+	if (!n || ts->acc_fork != __atomic_load_n(&g.fork_gen, __ATOMIC_RELAXED) ||
+	    gen != __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE))
+		return;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+	c = conn_get(&fresh);
+	if (!c || gen != __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE))
+		goto out; /* down, or a HELLO just replaced the index */
+	id = ++c->next_id;
+	proto_begin(&c->out, PROTO_ACCESS, id);
+	if (proto_put_u32(&c->out, PROTO_T_FLAGS, PROTO_F_NOREPLY) < 0 ||
+	    proto_put(&c->out, PROTO_T_SLOTS, ts->acc, n * (uint32_t)sizeof(ts->acc[0])) < 0)
+		goto out;
+	do {
+		r = send(c->fd, c->out.data, c->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	} while (r < 0 && errno == EINTR);
+	if (r >= 0)
+		goto out;
+	if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) {
+		/* the daemon went away: its index is not to be trusted any more */
+		conn_drop(c);
+		__atomic_add_fetch(&g.fail_epoch, 1, __ATOMIC_RELEASE);
+		shim_log("daemon at %s: connection closed; fast path off until it answers again",
+			 g.sock);
+	} else {
+		shim_log("report of %u fast read(s) dropped: %s", n, shim_errname(errno));
+	}
+out:
+	pthread_setcancelstate(old, NULL);
+}
+
+/* Remember a read of @slot (object @id) served from the index of generation @gen. */
+static void access_record(uint64_t slot, uint64_t id, uint32_t gen)
+{
+	struct tstate *ts = tstate_get();
+	uint64_t fg = __atomic_load_n(&g.fork_gen, __ATOMIC_RELAXED);
+
+	if (!ts)
+		return;
+	if (ts->nacc && (ts->acc_gen != gen || ts->acc_fork != fg))
+		ts->nacc = 0; /* about another index, or the parent's */
+	if (!ts->nacc) {
+		ts->acc_gen = gen;
+		ts->acc_fork = fg;
+		ts->acc_first = coarse_ns();
+	}
+	ts->acc[ts->nacc].slot = slot;
+	ts->acc[ts->nacc].id = id;
+	if (++ts->nacc == ACCESS_BATCH)
+		access_flush(ts);
+}
+
+void shim_access_tick(void)
+{
+	struct tstate *ts = tls_ts;
+
+	if (ts && ts->nacc && coarse_ns() - ts->acc_first >= ACCESS_AGE_NS)
+		access_flush(ts);
+}
+
+int shim_open_fast(const char *abs, const struct preload_hit *hit, int flags, int fd_limit,
+		   struct stat *cst, struct preload_srcstat *s)
+{
+	const struct proto_fx_slot *slots;
+	struct proto_fx_slot slot;
+	uint64_t k1, k2, at = 0, nslots;
+	uint32_t gen;
+	char name[20];
+	struct stat st;
+	int dirfd, fd, rc, err;
+
+	if (g.fast_off || !(hit->flags & PROTO_F_MOUNT_FAST))
+		return -1;
+	gen = __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE);
+	if (gen & 1)
+		return -1;
+	slots = __atomic_load_n(&fx.slots, __ATOMIC_RELAXED);
+	nslots = __atomic_load_n(&fx.nslots, __ATOMIC_RELAXED);
+	dirfd = __atomic_load_n(&fx.dirfd, __ATOMIC_RELAXED);
+	if (!slots || dirfd < 0 ||
+	    __atomic_load_n(&fx.epoch, __ATOMIC_RELAXED) !=
+		    __atomic_load_n(&g.fail_epoch, __ATOMIC_ACQUIRE))
+		return -1;
+	preload_fx_keys(abs, strlen(abs), &k1, &k2);
+	rc = preload_fx_lookup(slots, nslots, k1, k2, hit->order, &slot, &at);
+	if (rc <= 0) {
+		if (rc < 0)
+			shim_log("open %s: its slot is being written, asking the daemon", abs);
+		return -1;
+	}
+	if (hit->flags & PROTO_F_MOUNT_STRICT) {
+		/* as the caller: the directories on the way must let it through too */
+		if (syscall(SYS_newfstatat, AT_FDCWD, abs, &st, 0) < 0) {
+			shim_log("open %s: stat of the original failed with %s, asking the daemon",
+				 abs, shim_errname(errno));
+			return -1;
+		}
+		if (!preload_fx_same(&slot, &st)) {
+			shim_log("open %s: the original changed, asking the daemon", abs);
+			return -1;
+		}
+	}
+	preload_fx_name(slot.id, name);
+	fd = (int)syscall(SYS_openat, dirfd, name,
+			  O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_LARGEFILE |
+				  (flags & (O_CLOEXEC | O_NONBLOCK)));
+	if (fd < 0) {
+		err = errno;
+		if ((err == EBADF || err == ENOTDIR) &&
+		    __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE) == gen)
+			/* the number is not our directory any more (close_range) */
+			__atomic_add_fetch(&g.fail_epoch, 1, __ATOMIC_RELEASE);
+		shim_log("open %s: cache file %s: %s, asking the daemon", abs, name,
+			 shim_errname(err));
+		return -1;
+	}
+	if (fd >= fd_limit || syscall(SYS_fstat, fd, cst) < 0 || !S_ISREG(cst->st_mode) ||
+	    (uint64_t)cst->st_size != slot.size)
+		goto decline;
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&fx.gen, __ATOMIC_RELAXED) != gen)
+		goto decline; /* replaced meanwhile: what we read may be another index's */
+	s->size = slot.size;
+	s->mtime_ns = slot.mtime_ns;
+	s->mode = slot.mode;
+	s->type = PROTO_FT_REG;
+	s->ino = slot.ino;
+	access_record(at, slot.id, gen);
+	return fd;
+
+decline:
+	shim_sys_close(fd);
+	shim_log("open %s: cache file %s not usable here, asking the daemon", abs, name);
+	return -1;
 }

@@ -1,4 +1,8 @@
-/* preload_rules.c - the shim's pure logic: paths, modes, mounts, stat (see preload_rules.h). */
+/*
+ * preload_rules.c - the shim's pure logic: paths, modes, mounts, the shared
+ * index, stat (see preload_rules.h).
+ */
+#define XXH_INLINE_ALL /* the hash is compiled in: the shim gains no library */
 #include "preload_rules.h"
 
 #include <errno.h>
@@ -6,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <xxhash.h>
 
 /* ---- paths ---- */
 
@@ -157,6 +162,7 @@ int preload_mounts_parse(struct preload_mounts *t, const void *msg, size_t len)
 	struct proto_item item;
 	int32_t status;
 	int cur = -1, skipped = 0, rc;
+	uint32_t order = 0;
 
 	memset(t, 0, sizeof(*t));
 	proto_iter_init(&it, msg, len);
@@ -176,6 +182,7 @@ int preload_mounts_parse(struct preload_mounts *t, const void *msg, size_t len)
 			size_t room = sizeof(t->pool) - t->used;
 
 			cur = -1;
+			order++;
 			if (t->n == PRELOAD_MOUNTS_MAX || room < 2 ||
 			    proto_path_normalize((const char *)item.val, item.len, dst, room) < 0) {
 				if (room)
@@ -189,6 +196,7 @@ int preload_mounts_parse(struct preload_mounts *t, const void *msg, size_t len)
 			m->len = (uint32_t)strlen(dst);
 			m->backend = 0;
 			m->flags = 0;
+			m->order = order - 1;
 			t->used += m->len + 1;
 			continue;
 		}
@@ -232,6 +240,7 @@ bool preload_mounts_match(const struct preload_mounts *t, const char *path, stru
 		}
 		best = (int)i;
 		best_len = len;
+		hit->order = m->order;
 		hit->backend = m->backend;
 		hit->flags = m->flags;
 	}
@@ -245,6 +254,121 @@ const char *preload_mounts_path(const struct preload_mounts *t, int i)
 	    t->m[i].off >= PRELOAD_POOL_SIZE)
 		return "";
 	return t->pool + t->m[i].off;
+}
+
+/* ---- the shared index ---- */
+
+void preload_fx_keys(const char *path, size_t len, uint64_t *k1, uint64_t *k2)
+{
+	*k1 = XXH3_64bits_withSeed(path, len, PROTO_FX_SEED1);
+	*k2 = XXH3_64bits_withSeed(path, len, PROTO_FX_SEED2);
+	if ((*k1 == 0 && *k2 == 0) || (*k1 == PROTO_FX_TOMB && *k2 == PROTO_FX_TOMB))
+		*k2 ^= 1;
+}
+
+uint64_t preload_fx_check(const void *map, size_t len)
+{
+	const struct proto_fx_hdr *h = map;
+	uint64_t n;
+
+	if (len < sizeof(*h) || __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != PROTO_FX_MAGIC ||
+	    h->version != PROTO_FX_VERSION)
+		return 0;
+	n = h->nslots;
+	if (n == 0 || n > (len - sizeof(*h)) / sizeof(struct proto_fx_slot))
+		return 0;
+	return n;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
+/*
+ * Copy @s under its sequence lock. Every field is read with an atomic load:
+ * the daemon writes them while we read. Returns 0 or -EAGAIN.
+ */
+static int fx_slot_copy(const struct proto_fx_slot *s, struct proto_fx_slot *out)
+{
+	int tries;
+
+	for (tries = 0; tries < PRELOAD_FX_TRIES; tries++) {
+		uint32_t s1 = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+
+		if (s1 & 1) {
+			cpu_relax();
+			continue;
+		}
+		out->mount = __atomic_load_n(&s->mount, __ATOMIC_RELAXED);
+		out->key1 = __atomic_load_n(&s->key1, __ATOMIC_RELAXED);
+		out->key2 = __atomic_load_n(&s->key2, __ATOMIC_RELAXED);
+		out->id = __atomic_load_n(&s->id, __ATOMIC_RELAXED);
+		out->size = __atomic_load_n(&s->size, __ATOMIC_RELAXED);
+		out->mtime_ns = __atomic_load_n(&s->mtime_ns, __ATOMIC_RELAXED);
+		out->ino = __atomic_load_n(&s->ino, __ATOMIC_RELAXED);
+		out->mode = __atomic_load_n(&s->mode, __ATOMIC_RELAXED);
+		out->uid = __atomic_load_n(&s->uid, __ATOMIC_RELAXED);
+		out->gid = __atomic_load_n(&s->gid, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&s->seq, __ATOMIC_RELAXED) == s1) {
+			out->seq = s1;
+			out->reserved = 0;
+			return 0;
+		}
+	}
+	return -EAGAIN;
+}
+
+int preload_fx_lookup(const struct proto_fx_slot *slots, uint64_t nslots, uint64_t k1, uint64_t k2,
+		      uint32_t order, struct proto_fx_slot *out, uint64_t *at)
+{
+	uint64_t start, i;
+
+	if (nslots == 0)
+		return 0;
+	start = k1 % nslots;
+	for (i = 0; i < PROTO_FX_PROBE && i < nslots; i++) {
+		uint64_t k = start + i < nslots ? start + i : start + i - nslots;
+
+		if (fx_slot_copy(&slots[k], out) < 0)
+			return -EAGAIN;
+		if (out->key1 == 0 && out->key2 == 0)
+			return 0;
+		if (out->key1 != k1 || out->key2 != k2)
+			continue; /* another path, or a tombstone */
+		if (out->mount != order)
+			return 0;
+		*at = k;
+		return 1;
+	}
+	return 0;
+}
+
+bool preload_fx_same(const struct proto_fx_slot *slot, const struct stat *st)
+{
+	int64_t mtime = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+
+	return (uint64_t)st->st_size == slot->size && mtime == slot->mtime_ns &&
+	       (uint64_t)st->st_ino == slot->ino && st->st_mode == slot->mode &&
+	       st->st_uid == slot->uid && st->st_gid == slot->gid;
+}
+
+void preload_fx_name(uint64_t id, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	int i;
+
+	out[0] = hex[(id >> 4) & 0xf];
+	out[1] = hex[id & 0xf];
+	out[2] = '/';
+	for (i = 0; i < 16; i++)
+		out[3 + i] = hex[(id >> (60 - 4 * i)) & 0xf];
+	out[19] = '\0';
 }
 
 /* ---- stat ---- */

@@ -3,10 +3,11 @@
  * strings and numbers alone: where a path leads, what an fopen mode asks for,
  * which mount serves a path, how a source's stat is shown to the caller.
  *
- * Owns: struct preload_mounts (the mount table as HELLO reports it) and the
- * pure functions over it. Nothing here does I/O, allocates or touches global
- * state, so the shim can call it before its own initialisation and the unit
- * tests can call it without a daemon.
+ * Owns: struct preload_mounts (the mount table as HELLO reports it), the
+ * lookup in the daemon's shared index (the fast path), and the pure functions
+ * over them. Nothing here does I/O, allocates or touches global state, so the
+ * shim can call it before its own initialisation and the unit tests can call
+ * it without a daemon.
  */
 #ifndef GRANARY_PRELOAD_RULES_H
 #define GRANARY_PRELOAD_RULES_H
@@ -26,6 +27,7 @@ struct preload_mount {
 	uint32_t len;	  /* strlen of the path */
 	uint32_t backend; /* enum proto_backend */
 	uint32_t flags;	  /* PROTO_F_MOUNT_* */
+	uint32_t order;	  /* position in HELLO's reply, skipped mounts included */
 };
 
 /*
@@ -42,7 +44,8 @@ struct preload_mounts {
 
 /* What a match tells the caller, copied out of the table. */
 struct preload_hit {
-	int index;
+	int index;	/* in the table */
+	uint32_t order; /* in HELLO's reply: what the shared index calls the mount */
 	uint32_t backend;
 	uint32_t flags;
 };
@@ -125,6 +128,45 @@ void preload_stat_fill(struct stat *st, const struct preload_srcstat *s, uint64_
 		       uint32_t gid);
 void preload_statx_fill(struct statx *stx, const struct preload_srcstat *s, uint64_t dev,
 			uint32_t uid, uint32_t gid);
+
+/* ---- the shared index (see the comment above PROTO_FX_MAGIC in proto.h) ---- */
+
+/* Reads of a slot that find it being written before the lookup gives up. */
+#define PRELOAD_FX_TRIES 8
+
+/*
+ * The index's two keys of the normalised absolute @path of @len bytes, as the
+ * daemon computes them (a pair that would read as empty or as a tombstone
+ * has the low bit of key2 flipped).
+ */
+void preload_fx_keys(const char *path, size_t len, uint64_t *k1, uint64_t *k2);
+
+/*
+ * Check the header of a mapped index of @len bytes: magic, version, and room
+ * for its slots. Returns the number of slots, or 0 when the index is unusable.
+ */
+uint64_t preload_fx_check(const void *map, size_t len);
+
+/*
+ * Find the slot of keys @k1, @k2 for the mount HELLO listed at @order among
+ * the @nslots @slots, which the daemon may be rewriting meanwhile. Each slot
+ * is copied under its sequence lock; one still odd after PRELOAD_FX_TRIES
+ * reads, or changed while copied, ends the lookup. Returns 1 with a
+ * consistent copy in @out and its index in @at; 0 when the path is not there
+ * (an empty slot, PROTO_FX_PROBE slots seen, or its slot names another
+ * mount); -EAGAIN when a slot on the way was being written.
+ */
+int preload_fx_lookup(const struct proto_fx_slot *slots, uint64_t nslots, uint64_t k1, uint64_t k2,
+		      uint32_t order, struct proto_fx_slot *out, uint64_t *at);
+
+/*
+ * Whether the source's stat @st is the version a slot describes: size,
+ * mtime, inode, mode, owner and group all equal.
+ */
+bool preload_fx_same(const struct proto_fx_slot *slot, const struct stat *st);
+
+/* The cache file's name under objects/ for @id: "xx/<16 hex digits>". @out >= 20 bytes. */
+void preload_fx_name(uint64_t id, char *out);
 
 /*
  * access() on an object-store path that exists with mode @mode: reading is
