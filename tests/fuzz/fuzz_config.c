@@ -27,10 +27,10 @@ static void fail(const char *what, const char *detail)
 
 static void check_error(int rc, const char *err)
 {
-	if (rc != -EINVAL && rc != -ENOMEM)
-		fail("unexpected error code", err);
 	if (!memchr(err, '\0', CONFIG_ERR_MAX))
 		fail("error message not terminated", NULL);
+	if (rc != -EINVAL && rc != -ENOMEM)
+		fail("unexpected error code", err);
 	if (strncmp(err, NAME ":", sizeof(NAME ":") - 1))
 		fail("error message does not name the file", err);
 	if (strchr(err, '\n'))

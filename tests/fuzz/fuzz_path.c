@@ -124,18 +124,17 @@ static int normalise_checked(const char *in, size_t len, char *res)
 	return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static int check_input(const char *in, size_t size)
 {
-	const char *in = (const char *)data;
-	const uint8_t *nl = memchr(data, '\n', size);
-	size_t plen = nl ? (size_t)(nl - data) : size;
+	const char *nl = memchr(in, '\n', size);
+	size_t plen = nl ? (size_t)(nl - in) : size;
 	size_t n;
 
 	if (normalise_checked(in, plen, out))
 		return 0;
 	if (!nl)
 		strcpy(prefix, "/");
-	else if (normalise_checked((const char *)nl + 1, size - plen - 1, prefix))
+	else if (normalise_checked(nl + 1, size - plen - 1, prefix))
 		return 0;
 
 	if (!proto_path_under(out, out) || !proto_path_under(out, "/"))
@@ -155,5 +154,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (proto_path_under(joined, prefix))
 			fail("a sibling sharing the prefix's text is under it", joined, prefix);
 	}
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	/* a terminated copy, so that a failure can print the input */
+	char *in = malloc(size + 1);
+
+	if (!in)
+		return 0;
+	memcpy(in, data, size);
+	in[size] = '\0';
+	check_input(in, size);
+	free(in);
 	return 0;
 }

@@ -74,11 +74,17 @@ run_one() {
 	work="$build/corpus/$t"
 	log="$build/logs/$t.log"
 	dict=""
+	# a wire message is at most 64 KiB; configs, paths and listings need less
+	case "$t" in
+	fuzz_proto) max_len=65536 ;;
+	fuzz_path) max_len=9000 ;;
+	*) max_len=16384 ;;
+	esac
 	mkdir -p "$work"
 	[ -f "$here/$t.dict" ] && dict="-dict=$here/$t.dict"
 	# shellcheck disable=SC2086
 	"$build/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-		-max_len=65536 -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" \
+		-max_len="$max_len" -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" \
 		$dict "$work" "$seeds" >"$log" 2>&1
 }
 
