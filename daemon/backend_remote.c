@@ -24,6 +24,7 @@
 #define ERROR_BODY_MAX	  (64u << 10)
 #define HASH_READ	  (1u << 20)
 #define CURL_BUFFER_BYTES (128L << 10)
+#define WATCH_MS	  50
 
 /* Every remote mount shares one multi handle on the daemon's loop. */
 static struct curl_loop *shared_loop;
@@ -129,6 +130,22 @@ static int split_url(struct remote_mount *rm, bool path_style, char *err, size_t
 
 /* ---- the mount ---- */
 
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+	struct remote_mount *rm = arg;
+	struct remote_op *op, *next;
+
+	(void)fd;
+	(void)what;
+	if (!rm->m->d->stopping)
+		return;
+	for (op = rm->ops; op; op = next) {
+		next = op->next;
+		remote_op_finish(op, -ECANCELED, "granaryd is shutting down");
+	}
+	event_del(rm->watch);
+}
+
 int remote_init(struct mount *m, bool s3, char *err, size_t errsz)
 {
 	const struct config_mount *cm = m->cfg;
@@ -174,6 +191,11 @@ int remote_init(struct mount *m, bool s3, char *err, size_t errsz)
 			goto err_free;
 		}
 	}
+	rm->watch = event_new(m->d->base, -1, EV_PERSIST, on_watch, rm);
+	if (!rm->watch) {
+		rc = -ENOMEM;
+		goto err_loop;
+	}
 	shared_users++;
 	rm->cl = shared_loop;
 	rm->rnd = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)rm;
@@ -181,6 +203,12 @@ int remote_init(struct mount *m, bool s3, char *err, size_t errsz)
 	log_info("mount ready mount=%s backend=%s host=%s", cm->path, s3 ? "s3" : "http", rm->host);
 	return 0;
 
+err_loop:
+	if (shared_users == 0) {
+		curl_loop_destroy(shared_loop);
+		shared_loop = NULL;
+		curl_global_cleanup();
+	}
 err_free:
 	s3_creds_free(&rm->cred);
 	free(rm->bucket_url);
@@ -201,6 +229,7 @@ void remote_fini(struct mount *m)
 	/* the daemon is going away: drop what is in flight without answering */
 	while (rm->ops)
 		op_free(rm->ops);
+	event_free(rm->watch);
 	http_listing_free(rm->lcache);
 	s3_creds_free(&rm->cred);
 	free(rm->bucket_url);
@@ -646,6 +675,8 @@ static void op_free(struct remote_op *op)
 		rm->ops = op->next;
 	if (op->next)
 		op->next->prev = op->prev;
+	if (!rm->ops && rm->watch)
+		event_del(rm->watch);
 	free(op->chunk_done);
 	free(op->after);
 	free(op->url);
@@ -679,6 +710,11 @@ struct remote_op *remote_op_new(struct remote_mount *rm, struct backend_call *ca
 	if (rm->ops)
 		rm->ops->prev = op;
 	rm->ops = op;
+	if (!evtimer_pending(rm->watch, NULL)) {
+		struct timeval tv = {0, WATCH_MS * 1000};
+
+		event_add(rm->watch, &tv);
+	}
 	if (!op->rel || !op->deliver) {
 		op_free(op);
 		return NULL;

@@ -13,8 +13,11 @@
  * up to fetch.chunk_parallel at once (ranged get). A request retries by
  * itself on timeouts, connection errors and 5xx; what reaches the op is a
  * final HTTP status, or an error once the retry budget is spent. The op
- * answers the call from a zero-delay event, never from inside libcurl, and
- * fini() drops every op without answering (the daemon is going away).
+ * answers the call from a zero-delay event, never from inside libcurl. When
+ * the daemon begins to stop, ops in flight are answered -ECANCELED at once,
+ * as posix copies are at their next chunk, so that the stop does not wait
+ * for (or leak) a stalled transfer; fini() drops whatever is left without
+ * answering.
  */
 #ifndef GRANARY_BACKEND_REMOTE_H
 #define GRANARY_BACKEND_REMOTE_H
@@ -47,6 +50,7 @@ struct remote_mount {
 	char sigv4[128];  /* s3: CURLOPT_AWS_SIGV4 parameter */
 	struct remote_creds cred;
 	struct remote_op *ops; /* in flight */
+	struct event *watch;   /* while ops are in flight: is the daemon stopping? */
 	bool down;	       /* the last request gave up: logged once */
 	uint64_t rnd;	       /* backoff jitter */
 	struct http_listing *lcache;

@@ -50,11 +50,15 @@ def run_all(wd, s3):
 
     secrets = {S3_KEY: S3_SECRET}
     verify = Proxy(s3.port, secrets=secrets).start()
-    n = [0]
+    failed_once = set()
 
     def some_503(req):
-        n[0] += 1
-        return "503" if n[0] % 3 == 0 else None
+        # the first try of every other request fails; its retry gets through
+        k = (req.method, req.path, req.headers.get("range"))
+        if k in failed_once or req.n % 2:
+            return None
+        failed_once.add(k)
+        return "503"
 
     flaky = Proxy(s3.port, secrets=secrets, fault=some_503).start()
     slow = Proxy(s3.port, secrets=secrets, delay_ms=40).start()
