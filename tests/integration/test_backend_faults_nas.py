@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 from harness import Conn, Fail, Skip, check, make_tree, run
 

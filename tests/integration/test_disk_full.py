@@ -24,7 +24,7 @@ import re
 import subprocess
 import time
 
-from harness import Fail, Skip, check, make_tree, run
+from harness import Skip, check, make_tree, run
 
 KNOWN_GAPS = os.environ.get("GRANARY_TEST_KNOWN_GAPS") == "1"
 FS_SIZE = 4 * 1024 * 1024
