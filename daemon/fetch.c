@@ -21,6 +21,7 @@
 #include "hint.h"
 #include "log.h"
 #include "metrics.h"
+#include "peer.h"
 #include "policy.h"
 #include "pool.h"
 #include "qos.h"
@@ -33,6 +34,8 @@ struct fetch {
 	struct pool_task task;
 	struct uring_req io;
 	struct backend_call call; /* remote backends */
+	struct peer_call pcall;	  /* the rack */
+	bool peer_tried, from_peer;
 	struct granaryd *d;
 	struct mount *m;
 	char *path;
@@ -285,8 +288,10 @@ static void fetch_direct(struct fetch *f)
 	struct granaryd *d = f->d;
 	struct fetch_waiter *w = f->waiters, *next;
 	struct object *o = index_get(d->idx, f->path);
+	enum proto_source src = f->from_peer ? PROTO_SRC_PEER : PROTO_SRC_DIRECT;
 
-	d->c.not_admitted++;
+	if (!f->from_peer)
+		d->c.not_admitted++;
 	if (o && o->fetch == f)
 		index_del(d->idx, o);
 	d->fetches_inflight--;
@@ -300,13 +305,13 @@ static void fetch_direct(struct fetch *f)
 		if (w->want_fd) {
 			fd = reopen_fd(f->srcfd);
 			if (fd < 0) {
-				w->done(w, NULL, -1, fd, "cannot reopen the source",
-					PROTO_SRC_DIRECT);
+				w->done(w, NULL, -1, fd, "cannot reopen the source", src);
 				continue;
 			}
-			d->c.bytes_direct += f->v.size;
+			if (!f->from_peer)
+				d->c.bytes_direct += f->v.size;
 		}
-		w->done(w, NULL, fd, 0, "", PROTO_SRC_DIRECT);
+		w->done(w, NULL, fd, 0, "", src);
 	}
 	fetch_free(f);
 }
@@ -344,7 +349,8 @@ static void fetch_committed(struct fetch *f)
 	m->objects++;
 	m->bytes += f->v.size;
 	d->c.fetches++;
-	d->c.bytes_backend += f->v.size;
+	if (!f->from_peer)
+		d->c.bytes_backend += f->v.size;
 
 	for (w = f->waiters; w; w = w->next)
 		read |= w->foreground;
@@ -389,7 +395,7 @@ static void fetch_committed(struct fetch *f)
 				PROTO_SRC_BACKEND);
 			continue;
 		}
-		w->done(w, o, -1, 0, "", PROTO_SRC_BACKEND);
+		w->done(w, o, -1, 0, "", f->from_peer ? PROTO_SRC_PEER : PROTO_SRC_BACKEND);
 	}
 	fetch_free(f);
 }
@@ -401,8 +407,8 @@ static void finish_work(struct pool_task *t)
 	struct stat sb;
 
 	f->err = 0;
-	if (f->srcfd < 0) {
-		/* remote: the GET was conditional on the validator */
+	if (f->srcfd < 0 || f->from_peer) {
+		/* remote: the GET was conditional; a peer's memfd is sealed */
 	} else if (fstat(f->srcfd, &sb) < 0) {
 		f->err = -errno;
 		snprintf(f->msg, sizeof(f->msg), "fstat of the source failed");
@@ -461,7 +467,7 @@ static void finish_done(struct pool_task *t)
 		retry_or_fail(f, "the source kept changing while it was copied");
 		return;
 	}
-	if (!f->m->ops->get_async)
+	if (!f->m->ops->get_async || f->from_peer)
 		f->checksum = XXH3_64bits_digest(f->xx);
 	fetch_committed(f);
 }
@@ -592,7 +598,7 @@ static void fetch_direct_remote(struct fetch *f)
 static void fetch_described(struct fetch *f)
 {
 	struct granaryd *d = f->d;
-	bool remote = f->m->ops->get_async != NULL;
+	bool remote = f->m->ops->get_async != NULL && !f->from_peer;
 	size_t want;
 	int fd;
 
@@ -701,9 +707,42 @@ static void get_done(struct backend_call *call)
 	pool_submit(f->d->pool, &f->task);
 }
 
-/* Holding a backend slot: describe the source. */
+static void fetch_source(struct fetch *f);
+
+static void peer_done(struct peer_call *call)
+{
+	struct fetch *f = call->arg;
+
+	if (call->err) {
+		/* the owner is gone or failed: the backend, as if it never was */
+		log_debug("peer fetch failed, using the backend path=%s detail=\"%s\"", f->path,
+			  call->msg);
+		fetch_source(f);
+		return;
+	}
+	f->from_peer = true;
+	f->srcfd = call->fd;
+	f->v = call->v;
+	f->d->c.bytes_peer += f->v.size;
+	if (f->m->cfg->placement == CONFIG_PLACEMENT_REPLICATE) {
+		fetch_described(f); /* keep a copy: copied from the memfd */
+		return;
+	}
+	fetch_direct(f); /* partition: the owner keeps it; readers get the memfd */
+}
+
+/* Holding a backend slot: describe the source (the owner in the rack first). */
 static void fetch_source(struct fetch *f)
 {
+	if (!f->peer_tried && peer_remote_owner(f->d, f->m, f->path)) {
+		f->peer_tried = true;
+		memset(&f->pcall, 0, sizeof(f->pcall));
+		f->pcall.fd = -1;
+		f->pcall.done = peer_done;
+		f->pcall.arg = f;
+		peer_fetch(f->d, f->m, f->path, &f->pcall);
+		return;
+	}
 	if (f->m->ops->head_async) {
 		memset(&f->call, 0, sizeof(f->call));
 		f->call.done = head_done;

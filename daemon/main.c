@@ -29,6 +29,7 @@
 #include "hint.h"
 #include "log.h"
 #include "metrics.h"
+#include "peer.h"
 #include "policy.h"
 #include "pool.h"
 #include "proto.h"
@@ -327,6 +328,7 @@ static void teardown(struct granaryd *d)
 {
 	size_t i;
 
+	peer_stop(d);
 	metrics_stop(d);
 	server_destroy(d);
 	pool_destroy(d->pool);
@@ -483,6 +485,8 @@ int main(int argc, char **argv)
 	if (server_start(&d) < 0)
 		goto out;
 	if (metrics_start(&d) < 0)
+		goto out;
+	if (peer_start(&d) < 0)
 		goto out;
 
 	d.sig_term = evsignal_new(d.base, SIGTERM, on_signal, &d);
