@@ -7,8 +7,20 @@
  * with ListObjectsV2 and the delimiter '/'. The validator is the ETag.
  *
  * Credentials come from the mount's credentials_file, which must not be
- * readable by group or others, or from AWS_ACCESS_KEY_ID and
- * AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN). They are never logged.
+ * readable by group or others (granaryd refuses to start otherwise), or from
+ * AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN); with
+ * neither, requests go unsigned (a public bucket). They are never logged. The
+ * file is either the AWS ini form, profile [default] (or $AWS_PROFILE):
+ *
+ *   [default]
+ *   aws_access_key_id = AKIA...
+ *   aws_secret_access_key = ...
+ *   aws_session_token = ...        (optional)
+ *
+ * or two lines, the access key then the secret.
+ *
+ * The mount's url names the bucket: with path_style (the default)
+ * https://ENDPOINT/BUCKET/[PREFIX/], else https://BUCKET.ENDPOINT/[PREFIX/].
  */
 #include <errno.h>
 #include <fcntl.h>
