@@ -1,9 +1,11 @@
 /*
  * test_preload.c - the shim's pure logic (client/preload_rules.c): path
- * resolution, fopen modes, open flags, the mount table, stat patching.
+ * resolution, fopen modes, open flags, the mount table, the lookup in the
+ * daemon's shared index, stat patching.
  *
  * The shim is a shared library with nothing but libc names exported, so the
- * rules are compiled into this program directly.
+ * rules are compiled into this program directly. The index lookup is checked
+ * against tables built here and against the daemon's own writer (fastidx.c).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,11 +15,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include "../../client/preload_rules.c"
+#include "fastidx.h"
 
 /* ---- path resolution ---- */
 
@@ -194,6 +200,7 @@ static void test_mounts_parse(void **state)
 	assert_int_equal(table.m[1].backend, PROTO_BE_S3);
 	assert_int_equal(table.m[1].flags, 0);
 	assert_string_equal(preload_mounts_path(&table, 2), "/granary/coco");
+	assert_int_equal(table.m[2].order, 2);
 	assert_string_equal(preload_mounts_path(&table, 3), "");
 	assert_string_equal(preload_mounts_path(&table, -1), "");
 
@@ -236,6 +243,8 @@ static void test_mounts_parse_errors(void **state)
 	assert_int_equal(table.n, 1);
 	assert_string_equal(preload_mounts_path(&table, 0), "/ok");
 	assert_int_equal(table.m[0].backend, PROTO_BE_S3);
+	/* the shared index names mounts by their place in HELLO, skipped ones included */
+	assert_int_equal(table.m[0].order, 2);
 
 	/* more mounts than the table holds */
 	hello_begin(0);
@@ -266,6 +275,7 @@ static int match(const char *path)
 	}
 	assert_int_equal(hit.backend, table.m[hit.index].backend);
 	assert_int_equal(hit.flags, table.m[hit.index].flags);
+	assert_int_equal(hit.order, table.m[hit.index].order);
 	return hit.index;
 }
 
@@ -316,6 +326,375 @@ static void test_mounts_match_torn(void **state)
 	table.m[2].len = 0;
 	assert_int_equal(match("/mnt/nas/a"), 0);
 	assert_int_equal(match("/other"), -1);
+}
+
+/* ---- the shared index ---- */
+
+#define FX_N 128 /* twice PROTO_FX_PROBE */
+
+static struct proto_fx_slot fxt[FX_N];
+
+/* Write slot @k as the daemon does: seq odd, fields, seq even. */
+static void fx_set(uint64_t k, uint64_t k1, uint64_t k2, uint32_t mount, uint64_t id)
+{
+	struct proto_fx_slot *s = &fxt[k];
+
+	s->seq++;
+	s->mount = mount;
+	s->key1 = k1;
+	s->key2 = k2;
+	s->id = id;
+	s->size = id * 10;
+	s->mtime_ns = (int64_t)id * 1000;
+	s->ino = id + 1;
+	s->mode = S_IFREG | 0644;
+	s->uid = 1000;
+	s->gid = 1001;
+	s->seq++;
+}
+
+static void fx_tomb(uint64_t k)
+{
+	fx_set(k, PROTO_FX_TOMB, PROTO_FX_TOMB, 0, 0);
+}
+
+static int fx_find(uint64_t k1, uint64_t k2, uint32_t mount, struct proto_fx_slot *out,
+		   uint64_t *at)
+{
+	return preload_fx_lookup(fxt, FX_N, k1, k2, mount, out, at);
+}
+
+static void test_fx_keys(void **state)
+{
+	const char *p = "/mnt/nas/train/n01/x.JPEG";
+	uint64_t k1, k2;
+
+	(void)state;
+	preload_fx_keys(p, strlen(p), &k1, &k2);
+	assert_true(k1 == XXH3_64bits_withSeed(p, strlen(p), PROTO_FX_SEED1));
+	assert_true(k2 == XXH3_64bits_withSeed(p, strlen(p), PROTO_FX_SEED2));
+	assert_true(k1 != k2);
+	/* the length given counts, not a NUL */
+	preload_fx_keys(p, 8, &k1, &k2);
+	assert_true(k1 == XXH3_64bits_withSeed("/mnt/nas", 8, PROTO_FX_SEED1));
+}
+
+static void test_fx_lookup(void **state)
+{
+	struct proto_fx_slot out;
+	uint64_t at = 99;
+
+	(void)state;
+	memset(fxt, 0, sizeof(fxt));
+	/* key1 % FX_N == 5 */
+	fx_set(5, FX_N * 3 + 5, 77, 1, 42);
+	assert_int_equal(fx_find(FX_N * 3 + 5, 77, 1, &out, &at), 1);
+	assert_int_equal(at, 5);
+	assert_int_equal(out.id, 42);
+	assert_int_equal(out.size, 420);
+	assert_int_equal(out.mtime_ns, 42000);
+	assert_int_equal(out.ino, 43);
+	assert_int_equal(out.mode, S_IFREG | 0644);
+	assert_int_equal(out.uid, 1000);
+	assert_int_equal(out.gid, 1001);
+	assert_int_equal(out.seq, 2);
+
+	/* miss: the empty slot after its start ends the search */
+	assert_int_equal(fx_find(FX_N * 3 + 5, 78, 1, &out, &at), 0);
+	assert_int_equal(fx_find(6, 77, 1, &out, &at), 0);
+	/* key2 decides too */
+	assert_int_equal(fx_find(5, 77, 1, &out, &at), 0);
+
+	/* wrong mount: the path is another mount's object */
+	assert_int_equal(fx_find(FX_N * 3 + 5, 77, 0, &out, &at), 0);
+	assert_int_equal(fx_find(FX_N * 3 + 5, 77, 2, &out, &at), 0);
+}
+
+static void test_fx_probe(void **state)
+{
+	struct proto_fx_slot out;
+	uint64_t at = 0;
+	int i;
+
+	(void)state;
+	memset(fxt, 0, sizeof(fxt));
+	/* start at 10: a tombstone, another path, then ours */
+	fx_tomb(10);
+	fx_set(11, 10, 1, 0, 7);
+	fx_set(12, 10, 2, 0, 8);
+	assert_int_equal(fx_find(10, 2, 0, &out, &at), 1);
+	assert_int_equal(at, 12);
+	assert_int_equal(out.id, 8);
+	assert_int_equal(fx_find(10, 1, 0, &out, &at), 1);
+	assert_int_equal(at, 11);
+	/* freeing the first leaves the second reachable */
+	fx_tomb(11);
+	assert_int_equal(fx_find(10, 2, 0, &out, &at), 1);
+	assert_int_equal(at, 12);
+	assert_int_equal(fx_find(10, 1, 0, &out, &at), 0);
+	/* a tombstone's keys are no path's */
+	assert_int_equal(fx_find(PROTO_FX_TOMB, PROTO_FX_TOMB, 0, &out, &at), 0);
+
+	/* the search wraps around the end of the table */
+	fx_set(FX_N - 1, 5, 5, 0, 1);
+	fx_set(0, FX_N - 1, 9, 0, 2);
+	assert_int_equal(fx_find(FX_N - 1, 9, 0, &out, &at), 1);
+	assert_int_equal(at, 0);
+	assert_int_equal(out.id, 2);
+
+	/* at most PROTO_FX_PROBE slots from the start: the daemon puts none further */
+	memset(fxt, 0, sizeof(fxt));
+	for (i = 0; i < FX_N; i++)
+		fx_set((uint64_t)i, FX_N + 1 + (uint64_t)i, 3, 0, (uint64_t)i + 1);
+	fx_set(1 + PROTO_FX_PROBE - 1, 1, 4, 0, 500);
+	fx_set(1 + PROTO_FX_PROBE, 1, 5, 0, 501);
+	assert_int_equal(fx_find(1, 4, 0, &out, &at), 1);
+	assert_int_equal(at, PROTO_FX_PROBE);
+	assert_int_equal(out.id, 500);
+	assert_int_equal(fx_find(1, 5, 0, &out, &at), 0);
+}
+
+static void test_fx_torn(void **state)
+{
+	struct proto_fx_slot out;
+	uint64_t at = 0;
+
+	(void)state;
+	memset(fxt, 0, sizeof(fxt));
+	fx_set(3, 3, 1, 0, 5);
+	fx_set(4, 3, 2, 0, 6);
+	/* the daemon is writing our slot: give up, the socket answers */
+	fxt[4].seq = 7;
+	assert_int_equal(fx_find(3, 2, 0, &out, &at), -EAGAIN);
+	/* or a slot on the way to ours */
+	fxt[4].seq = 8;
+	fxt[3].seq = 9;
+	assert_int_equal(fx_find(3, 2, 0, &out, &at), -EAGAIN);
+	fxt[3].seq = 10;
+	assert_int_equal(fx_find(3, 2, 0, &out, &at), 1);
+	assert_int_equal(out.id, 6);
+	assert_int_equal(out.seq, 8);
+	/* an empty slot being written is not taken as the end */
+	fxt[5].seq = 1;
+	assert_int_equal(fx_find(5, 1, 0, &out, &at), -EAGAIN);
+}
+
+/* A writer that rewrites one slot as fast as it can, every field from one number. */
+struct fx_race {
+	struct proto_fx_slot *slot;
+	int stop;
+};
+
+static void *fx_writer(void *arg)
+{
+	struct fx_race *r = arg;
+	struct proto_fx_slot *s = r->slot;
+	uint64_t v = 1;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+		uint32_t seq = s->seq;
+
+		v++;
+		__atomic_store_n(&s->seq, seq + 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		__atomic_store_n(&s->id, v, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->size, v * 3, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->mtime_ns, (int64_t)v * 5, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->ino, v * 7, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->uid, (uint32_t)v, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->seq, seq + 2, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static void test_fx_torn_race(void **state)
+{
+	struct fx_race r = {.slot = &fxt[7]};
+	struct proto_fx_slot out;
+	unsigned hits = 0, busy = 0, i;
+	uint64_t at;
+	pthread_t t;
+
+	(void)state;
+	memset(fxt, 0, sizeof(fxt));
+	fx_set(7, 7, 1, 0, 1);
+	fxt[7].size = 3;
+	fxt[7].mtime_ns = 5;
+	fxt[7].ino = 7;
+	fxt[7].uid = 1;
+	assert_int_equal(pthread_create(&t, NULL, fx_writer, &r), 0);
+	for (i = 0; i < 200000; i++) {
+		int rc = fx_find(7, 1, 0, &out, &at);
+
+		if (rc == -EAGAIN) {
+			busy++;
+			continue;
+		}
+		assert_int_equal(rc, 1);
+		/* never a copy mixing two versions */
+		assert_int_equal(out.size, out.id * 3);
+		assert_int_equal(out.mtime_ns, (int64_t)out.id * 5);
+		assert_int_equal(out.ino, out.id * 7);
+		assert_int_equal(out.uid, (uint32_t)out.id);
+		assert_int_equal(out.seq & 1, 0);
+		hits++;
+	}
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(t, NULL);
+	print_message("%u consistent copies, %u lookups gave up\n", hits, busy);
+	assert_true(hits > 0);
+}
+
+static void test_fx_check(void **state)
+{
+	static union {
+		struct proto_fx_hdr h;
+		uint8_t b[sizeof(struct proto_fx_hdr) + 16 * sizeof(struct proto_fx_slot)];
+	} m;
+
+	(void)state;
+	m.h.magic = PROTO_FX_MAGIC;
+	m.h.version = PROTO_FX_VERSION;
+	m.h.nslots = 16;
+	assert_int_equal(preload_fx_check(&m, sizeof(m)), 16);
+	/* slots past the end of the mapping */
+	assert_int_equal(preload_fx_check(&m, sizeof(m) - 1), 0);
+	m.h.nslots = 0;
+	assert_int_equal(preload_fx_check(&m, sizeof(m)), 0);
+	m.h.nslots = UINT64_MAX / 8;
+	assert_int_equal(preload_fx_check(&m, sizeof(m)), 0);
+	m.h.nslots = 16;
+	m.h.version = PROTO_FX_VERSION + 1;
+	assert_int_equal(preload_fx_check(&m, sizeof(m)), 0);
+	m.h.version = PROTO_FX_VERSION;
+	m.h.magic = 0;
+	assert_int_equal(preload_fx_check(&m, sizeof(m)), 0);
+	assert_int_equal(preload_fx_check(&m, sizeof(m.h) - 1), 0);
+}
+
+static void test_fx_same_name(void **state)
+{
+	struct proto_fx_slot slot = {.size = 100,
+				     .mtime_ns = 1700000000123456789LL,
+				     .ino = 55,
+				     .mode = S_IFREG | 0640,
+				     .uid = 10,
+				     .gid = 20};
+	struct stat st, base;
+	char name[20];
+
+	(void)state;
+	memset(&base, 0, sizeof(base));
+	base.st_size = 100;
+	base.st_mtim.tv_sec = 1700000000;
+	base.st_mtim.tv_nsec = 123456789;
+	base.st_ino = 55;
+	base.st_mode = S_IFREG | 0640;
+	base.st_uid = 10;
+	base.st_gid = 20;
+	assert_true(preload_fx_same(&slot, &base));
+	st = base;
+	st.st_size = 101;
+	assert_false(preload_fx_same(&slot, &st));
+	st = base;
+	st.st_mtim.tv_nsec++;
+	assert_false(preload_fx_same(&slot, &st));
+	st = base;
+	st.st_ino = 56;
+	assert_false(preload_fx_same(&slot, &st));
+	st = base;
+	st.st_mode = S_IFREG | 0600;
+	assert_false(preload_fx_same(&slot, &st));
+	st = base;
+	st.st_uid = 0;
+	assert_false(preload_fx_same(&slot, &st));
+	st = base;
+	st.st_gid = 0;
+	assert_false(preload_fx_same(&slot, &st));
+
+	preload_fx_name(0x1234abcdULL, name);
+	assert_string_equal(name, "cd/000000001234abcd");
+	preload_fx_name(UINT64_MAX, name);
+	assert_string_equal(name, "ff/ffffffffffffffff");
+	preload_fx_name(0, name);
+	assert_string_equal(name, "00/0000000000000000");
+}
+
+/* The daemon's writer (daemon/fastidx.c) and this reader agree on the contract. */
+static void test_fx_daemon_index(void **state)
+{
+	struct object a, b;
+	struct proto_fx_slot out;
+	struct fastidx *fx;
+	struct stat st;
+	uint64_t k1, k2, n, at = 0;
+	void *map;
+	int err = 0, fd;
+
+	(void)state;
+	fx = fastidx_create(1ull << 30, &err);
+	assert_non_null(fx);
+	memset(&a, 0, sizeof(a));
+	a.path = "/mnt/nas/train/a.jpg";
+	a.state = OBJ_CACHED;
+	a.id = 0x1f2e;
+	a.v.size = 112640;
+	a.v.mtime_ns = 1700000000000000001LL;
+	a.v.ino = 4242;
+	a.v.mode = S_IFREG | 0644;
+	a.v.uid = 1000;
+	a.v.gid = 100;
+	b = a;
+	b.path = "/mnt/other/b.jpg";
+	b.id = 0x1f2f;
+	fastidx_put(fx, &a, 0);
+	fastidx_put(fx, &b, 3);
+
+	fd = fastidx_client_fd(fx);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	close(fd);
+	n = preload_fx_check(map, (size_t)st.st_size);
+	assert_true(n > 0);
+
+	preload_fx_keys(a.path, strlen(a.path), &k1, &k2);
+	assert_int_equal(
+		preload_fx_lookup((const struct proto_fx_slot *)((struct proto_fx_hdr *)map + 1), n,
+				  k1, k2, 0, &out, &at),
+		1);
+	assert_int_equal(at + 1, a.fx_slot);
+	assert_int_equal(out.id, a.id);
+	assert_int_equal(out.size, a.v.size);
+	assert_int_equal(out.mtime_ns, a.v.mtime_ns);
+	assert_int_equal(out.ino, a.v.ino);
+	assert_int_equal(out.mode, a.v.mode);
+	assert_int_equal(out.uid, a.v.uid);
+	assert_int_equal(out.gid, a.v.gid);
+	assert_ptr_equal(fastidx_object(fx, at, out.id), &a);
+
+	/* b is mount 3's */
+	preload_fx_keys(b.path, strlen(b.path), &k1, &k2);
+	assert_int_equal(
+		preload_fx_lookup((const struct proto_fx_slot *)((struct proto_fx_hdr *)map + 1), n,
+				  k1, k2, 0, &out, &at),
+		0);
+	assert_int_equal(
+		preload_fx_lookup((const struct proto_fx_slot *)((struct proto_fx_hdr *)map + 1), n,
+				  k1, k2, 3, &out, &at),
+		1);
+	assert_int_equal(out.id, b.id);
+
+	/* withdrawn (evicted): gone for readers too */
+	fastidx_del(fx, &a);
+	preload_fx_keys(a.path, strlen(a.path), &k1, &k2);
+	assert_int_equal(
+		preload_fx_lookup((const struct proto_fx_slot *)((struct proto_fx_hdr *)map + 1), n,
+				  k1, k2, 0, &out, &at),
+		0);
+	munmap(map, (size_t)st.st_size);
+	fastidx_destroy(fx);
 }
 
 /* ---- stat ---- */
@@ -461,14 +840,18 @@ static void test_access(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_join_absolute), cmocka_unit_test(test_join_relative),
-		cmocka_unit_test(test_join_inexact),  cmocka_unit_test(test_join_errors),
-		cmocka_unit_test(test_modes),	      cmocka_unit_test(test_flags),
-		cmocka_unit_test(test_mounts_parse),  cmocka_unit_test(test_mounts_parse_errors),
-		cmocka_unit_test(test_mounts_match),  cmocka_unit_test(test_mounts_match_torn),
-		cmocka_unit_test(test_srcstat_parse), cmocka_unit_test(test_stat_patch),
-		cmocka_unit_test(test_statx_patch),   cmocka_unit_test(test_stat_fill),
-		cmocka_unit_test(test_access),
+		cmocka_unit_test(test_join_absolute),	cmocka_unit_test(test_join_relative),
+		cmocka_unit_test(test_join_inexact),	cmocka_unit_test(test_join_errors),
+		cmocka_unit_test(test_modes),		cmocka_unit_test(test_flags),
+		cmocka_unit_test(test_mounts_parse),	cmocka_unit_test(test_mounts_parse_errors),
+		cmocka_unit_test(test_mounts_match),	cmocka_unit_test(test_mounts_match_torn),
+		cmocka_unit_test(test_srcstat_parse),	cmocka_unit_test(test_stat_patch),
+		cmocka_unit_test(test_statx_patch),	cmocka_unit_test(test_stat_fill),
+		cmocka_unit_test(test_access),		cmocka_unit_test(test_fx_keys),
+		cmocka_unit_test(test_fx_lookup),	cmocka_unit_test(test_fx_probe),
+		cmocka_unit_test(test_fx_torn),		cmocka_unit_test(test_fx_torn_race),
+		cmocka_unit_test(test_fx_check),	cmocka_unit_test(test_fx_same_name),
+		cmocka_unit_test(test_fx_daemon_index),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
