@@ -13,6 +13,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,16 +93,24 @@ static void print_help(const struct verb *v)
 	       GRANARY_SOCKET_DEFAULT);
 }
 
-static struct granary *cli_connect(void)
+/* --socket, else $GRANARY_SOCKET, else the default. */
+static const char *socket_path(void)
 {
 	const char *path = opt_socket;
-	struct granary *g;
-	int rc;
 
 	if (!path || !*path)
 		path = getenv("GRANARY_SOCKET");
 	if (!path || !*path)
 		path = GRANARY_SOCKET_DEFAULT;
+	return path;
+}
+
+static struct granary *cli_connect(void)
+{
+	const char *path = socket_path();
+	struct granary *g;
+	int rc;
+
 	g = granary_connect(path, &rc);
 	if (!g) {
 		if (rc == -ENOENT || rc == -ECONNREFUSED)
@@ -617,6 +627,305 @@ static const struct verb verb_stats = {
 	"The daemon's counters (opens, hits, misses, bytes by source, evictions,\n"
 	"fetch errors, requests in flight), one per line.\n\n"
 	"  --json  print the counters as a JSON object\n",
+};
+
+/* ------------------------------------------------------------------- top */
+
+static volatile sig_atomic_t resized;
+
+static void on_sigwinch(int sig)
+{
+	(void)sig;
+	resized = 1;
+}
+
+struct top_ctx {
+	struct granary *g;
+	bool tty;	      /* stdout is a terminal: redraw in place */
+	bool keys;	      /* stdin is a terminal too, in non-canonical mode */
+	struct termios saved; /* stdin's modes to put back */
+	double interval;
+	char *frame; /* the last screen drawn, for a redraw on resize */
+	struct cli_top_sample prev;
+	bool have_prev;
+};
+
+static void term_size(int *cols, int *rows)
+{
+	struct winsize ws;
+
+	*cols = 80;
+	*rows = 24;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) {
+		*cols = ws.ws_col;
+		*rows = ws.ws_row;
+	}
+}
+
+/*
+ * Take the terminal: the alternate screen, no cursor, and keys read one at a
+ * time without echo (signals still work, so Ctrl-C arrives as SIGINT).
+ */
+static void top_term_enter(struct top_ctx *t)
+{
+	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &t->saved) == 0) {
+		struct termios raw = t->saved;
+
+		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+		raw.c_cc[VMIN] = 0;
+		raw.c_cc[VTIME] = 0;
+		t->keys = tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+	}
+	fputs("\033[?1049h\033[?25l\033[H\033[2J", stdout);
+	fflush(stdout);
+}
+
+static void top_term_leave(struct top_ctx *t)
+{
+	fputs("\033[?25h\033[?1049l", stdout);
+	fflush(stdout);
+	if (t->keys)
+		tcsetattr(STDIN_FILENO, TCSANOW, &t->saved);
+	t->keys = false;
+}
+
+/* Put @text on the screen (a terminal) or print it as one block. */
+static void top_show(struct top_ctx *t, const char *text)
+{
+	int cols, rows;
+
+	if (t->tty) {
+		term_size(&cols, &rows);
+		fputs("\033[H", stdout);
+		cli_top_fit(text, cols, rows, true, stdout);
+	} else {
+		fputs(text, stdout);
+		fputc('\n', stdout);
+	}
+	fflush(stdout);
+}
+
+/* Render the screen for @cur against the previous sample, and show it. */
+static void top_draw(struct top_ctx *t, const struct cli_top_sample *cur)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int cols, rows;
+	FILE *f;
+
+	f = open_memstream(&text, &len);
+	if (!f)
+		return;
+	if (t->tty)
+		term_size(&cols, &rows);
+	else
+		cols = 80;
+	cli_top_render(t->have_prev ? &t->prev : NULL, cur, t->interval, cols,
+		       t->tty ? "(q quits)" : NULL, f);
+	if (fclose(f) != 0) {
+		free(text);
+		return;
+	}
+	top_show(t, text);
+	free(t->frame);
+	t->frame = text;
+}
+
+/* A screen (or block) that says the daemon could not be read. */
+static void top_draw_error(struct top_ctx *t, int rc, const char *why)
+{
+	char *text = NULL;
+
+	if (!t->tty) {
+		if (why && *why)
+			err_msg("status: %s (%s)", granary_strerror(rc), why);
+		else
+			err_msg("status: %s", granary_strerror(rc));
+		return;
+	}
+	if (asprintf(&text,
+		     "granary top  cannot read granaryd's status at %s: %s%s%s%s\n"
+		     "retrying every %.1fs  (q quits)\n",
+		     socket_path(), granary_strerror(rc), why && *why ? " (" : "", why ? why : "",
+		     why && *why ? ")" : "", t->interval) < 0)
+		return;
+	top_show(t, text);
+	free(t->frame);
+	t->frame = text;
+}
+
+/*
+ * One sample of the daemon's status into @s, connecting again when the
+ * connection was lost. Returns 0 or -errno (the screen says why).
+ */
+static int top_sample(struct top_ctx *t, struct cli_top_sample *s)
+{
+	char *doc = NULL, err[256];
+	int rc;
+
+	if (!t->g) {
+		t->g = granary_connect(socket_path(), &rc);
+		if (!t->g) {
+			top_draw_error(t, rc, NULL);
+			return rc;
+		}
+	}
+	rc = granary_status_json(t->g, &doc);
+	if (rc < 0) {
+		top_draw_error(t, rc, granary_last_error(t->g));
+		/* connect afresh next time: the daemon may have been restarted */
+		granary_close(t->g);
+		t->g = NULL;
+		return rc;
+	}
+	rc = cli_top_parse(doc, now_s(), time(NULL), s, err, sizeof(err));
+	granary_free(doc);
+	if (rc < 0)
+		top_draw_error(t, rc, err);
+	return rc;
+}
+
+/*
+ * Wait until @deadline (now_s clock), reading keys. Returns 1 to go on, 0
+ * when the user asked to quit (q, or a signal).
+ */
+static int top_wait(struct top_ctx *t, double deadline)
+{
+	for (;;) {
+		struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+		double left = deadline - now_s();
+		int n;
+
+		if (interrupted)
+			return 0;
+		if (resized) {
+			resized = 0;
+			if (t->frame)
+				top_show(t, t->frame);
+		}
+		if (left <= 0)
+			return 1;
+		n = poll(&pfd, t->keys ? 1 : 0, (int)(left * 1000) + 1);
+		if (n > 0 && (pfd.revents & POLLIN)) {
+			char keys[64];
+			ssize_t got = read(STDIN_FILENO, keys, sizeof(keys));
+
+			for (ssize_t i = 0; i < got; i++)
+				if (keys[i] == 'q' || keys[i] == 'Q')
+					return 0;
+		} else if (n > 0) {
+			/* the terminal went away: stop listening to it */
+			t->keys = false;
+		}
+	}
+}
+
+static const struct verb verb_top;
+
+static int cmd_top(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"interval", required_argument, NULL, 'i'},
+		{"iterations", required_argument, NULL, 'n'},
+		{0},
+	};
+	struct top_ctx t = {.interval = 1.0};
+	unsigned long iterations = 0, done = 0, failed = 0;
+	struct sigaction sa = {0};
+	double deadline;
+	int ch, rc;
+
+	VERB_OPTS_LOOP(ch, argc, argv, "i:n:", opts, &verb_top)
+	{
+		switch (ch) {
+		case 'i':
+			if (cli_parse_seconds(optarg, 0.1, 3600, &t.interval) < 0)
+				return usage_error(&verb_top,
+						   "--interval: expected seconds from 0.1 to 3600, "
+						   "got '%s'",
+						   optarg);
+			break;
+		case 'n':
+			if (cli_parse_uint(optarg, 1, ULONG_MAX, &iterations) < 0)
+				return usage_error(
+					&verb_top,
+					"--iterations: expected a positive number, got '%s'",
+					optarg);
+			break;
+		}
+	}
+	if (optind < argc)
+		return usage_error(&verb_top, "unexpected argument '%s'", argv[optind]);
+
+	t.g = cli_connect();
+	if (!t.g)
+		return EXIT_FAIL;
+	t.tty = isatty(STDOUT_FILENO);
+	/* the first sample only starts the intervals; a daemon that cannot answer it is an error */
+	rc = top_sample(&t, &t.prev);
+	if (rc < 0) {
+		granary_close(t.g);
+		return EXIT_FAIL;
+	}
+	t.have_prev = true;
+
+	sa.sa_handler = on_sigint;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	if (t.tty) {
+		sa.sa_handler = on_sigwinch;
+		sigaction(SIGWINCH, &sa, NULL);
+		top_term_enter(&t);
+		/* show what is known at once: totals since the start, no rates yet */
+		t.have_prev = false;
+		top_draw(&t, &t.prev);
+		t.have_prev = true;
+	}
+
+	deadline = t.prev.t + t.interval;
+	while (!iterations || done < iterations) {
+		struct cli_top_sample cur;
+
+		if (!top_wait(&t, deadline))
+			break;
+		deadline += t.interval;
+		if (deadline < now_s())
+			deadline = now_s() + t.interval; /* fell behind: do not catch up */
+		rc = top_sample(&t, &cur);
+		done++;
+		if (rc < 0) {
+			failed++;
+			continue;
+		}
+		top_draw(&t, &cur);
+		cli_top_sample_fini(&t.prev);
+		t.prev = cur;
+		t.have_prev = true;
+	}
+
+	if (t.tty)
+		top_term_leave(&t);
+	cli_top_sample_fini(&t.prev);
+	free(t.frame);
+	granary_close(t.g);
+	/* in a script, a status that could not be read is a failure */
+	return !t.tty && failed ? EXIT_FAIL : EXIT_OK;
+}
+
+static const struct verb verb_top = {
+	"top",
+	cmd_top,
+	"[--interval SECONDS] [--iterations N]",
+	"A live view of the daemon, refreshed every interval: hit ratio over the\n"
+	"last interval and since the start (overall, per mount and per dataset),\n"
+	"bytes/s by source (local cache, backend, peers, direct), opens/s, fetches/s,\n"
+	"fetches in flight, fetch errors/s, cache use, the QoS queues and hinted\n"
+	"orders. On a terminal the screen is redrawn in place; q or Ctrl-C quits.\n"
+	"Otherwise one plain block is printed per interval.\n\n"
+	"  -i, --interval SECONDS  time between refreshes (0.1-3600, default 1)\n"
+	"  -n, --iterations N      stop after N refreshes (default: run until quit)\n",
 };
 
 /* -------------------------------------------------------------------- ls */
@@ -1182,9 +1491,9 @@ static const struct verb verb_version = {
 static const struct verb verb_help;
 
 static const struct verb *const verbs[] = {
-	&verb_warm,  &verb_status, &verb_stats,	 &verb_ls,	&verb_stat,
-	&verb_evict, &verb_drop,   &verb_pin,	 &verb_unpin,	&verb_epoch,
-	&verb_hint,  &verb_verify, &verb_mounts, &verb_version, &verb_help,
+	&verb_warm,   &verb_status, &verb_stats,   &verb_ls,	&verb_stat,  &verb_top,
+	&verb_evict,  &verb_drop,   &verb_pin,	   &verb_unpin, &verb_epoch, &verb_hint,
+	&verb_verify, &verb_mounts, &verb_version, &verb_help,
 };
 
 static void print_usage(FILE *out)

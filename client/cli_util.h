@@ -1,6 +1,7 @@
 /*
  * cli_util.h - the pure logic of the `granary` CLI: number and path parsing,
- * manifests, human units, the warm progress line and summary, status tables.
+ * manifests, human units, the warm progress line and summary, status tables,
+ * and the samples, rates and screen of `granary top`.
  *
  * Owns nothing global and does no I/O on the daemon, so the unit tests can
  * drive it directly. Lives in the static granary_client library only; it is
@@ -13,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 /* A growable array of owned strings. */
 struct cli_strv {
@@ -113,5 +115,129 @@ int cli_status_print(const char *json, FILE *out, char *err, size_t errsz);
 
 /* Print the "counters" object of a status document, one per line. */
 int cli_stats_print(const char *json, FILE *out, char *err, size_t errsz);
+
+/* ---------------------------------------------------------------- top */
+
+/*
+ * Parse a duration in seconds ("0.5", "2", "1.5s") into [@min, @max].
+ * Returns 0, -EINVAL (not a number, junk, not finite) or -ERANGE.
+ */
+int cli_parse_seconds(const char *s, double min, double max, double *out);
+
+/* "0/s", "0.5/s", "42/s", "1234/s", "12.3k/s", "4.56M/s" */
+void cli_fmt_rate(double per_s, char *buf, size_t n);
+
+/* "0 B/s", "45.0 MiB/s": cli_fmt_bytes of the rounded rate, per second */
+void cli_fmt_rate_bytes(double bytes_per_s, char *buf, size_t n);
+
+/*
+ * "[######..............]" in exactly @width columns (at least 3) for
+ * @used of @cap; full when @used exceeds @cap, empty when @cap is 0.
+ */
+void cli_fmt_bar(uint64_t used, uint64_t cap, int width, char *buf, size_t n);
+
+/* One mount of a status document, as `granary top` uses it. */
+struct cli_top_mount {
+	char *path;
+	char backend[16];
+	uint64_t hits, misses, objects, bytes;
+	/*
+	 * Per-mount fetch statistics, when the daemon reports them ("fetches",
+	 * "fetch_errors" and "fetch_seconds", the summed duration of the
+	 * fetches): the source of fetches/s, errors/s and latency per backend.
+	 */
+	bool has_fetch;
+	uint64_t fetches, fetch_errors;
+	double fetch_seconds;
+	/* The hinted order of the mount ("hint"), when one was sent. */
+	uint64_t hint_paths, hint_position, prefetched, prefetch_failed, prefetch_inflight;
+	char hint_phase[24];
+};
+
+/* One dataset: counts of the current and the previous epoch. */
+struct cli_top_dataset {
+	char *name;
+	uint64_t epoch, hits, misses, prev_hits, prev_misses;
+};
+
+/* What `granary top` reads from one status document. */
+struct cli_top_sample {
+	double t;      /* when it was taken: seconds on a monotonic clock */
+	time_t wall;   /* the same moment on the wall clock, for the header */
+	long long pid; /* of the daemon: a new pid means counters restarted */
+	double uptime;
+	char version[32];
+	uint64_t opens, hits, misses, fast_hits;
+	uint64_t bytes_local, bytes_backend, bytes_peer, bytes_direct;
+	uint64_t fetches, fetch_errors, evictions, not_admitted, corrupt;
+	uint64_t inflight; /* a gauge, not a counter */
+	uint64_t used, capacity, objects;
+	bool has_qos;
+	uint64_t fg_inflight, bg_inflight, fg_queued, bg_queued;
+	double fg_wait_max_ms;
+	size_t nmounts, ndatasets;
+	struct cli_top_mount *mounts;
+	struct cli_top_dataset *datasets;
+};
+
+/*
+ * Fill @s from the status document @json taken at @t (monotonic) and @wall.
+ * Missing fields read as 0. Returns 0, -EINVAL with the reason in @err, or
+ * -ENOMEM. On success release @s with cli_top_sample_fini().
+ */
+int cli_top_parse(const char *json, double t, time_t wall, struct cli_top_sample *s, char *err,
+		  size_t errsz);
+void cli_top_sample_fini(struct cli_top_sample *s);
+
+/*
+ * Per second between two readings of a counter @dt seconds apart. A counter
+ * that went backwards was reset, so its whole new value is counted. 0 when
+ * @dt is not positive.
+ */
+double cli_top_rate(uint64_t prev, uint64_t cur, double dt);
+
+/*
+ * Share of hits among the hits and misses added between two readings,
+ * in [0, 1]; -1 when there were none (or a reading went backwards).
+ */
+double cli_top_ratio(uint64_t hits0, uint64_t misses0, uint64_t hits1, uint64_t misses1);
+
+/* Rates of the daemon-wide counters between two samples. */
+struct cli_top_rates {
+	double dt;
+	double opens, hits, misses, fast_hits;
+	double bytes_local, bytes_backend, bytes_peer, bytes_direct;
+	double fetches, fetch_errors, evictions, not_admitted;
+	double hit_ratio; /* of the interval; -1 when nothing was looked up */
+};
+
+/*
+ * The rates from @prev to @cur. Returns 0; -ESTALE when the samples come
+ * from different daemon processes, -EINVAL when @cur is not later than
+ * @prev: then the rates are 0 and the ratio -1.
+ */
+int cli_top_rates(const struct cli_top_sample *prev, const struct cli_top_sample *cur,
+		  struct cli_top_rates *r);
+
+/*
+ * Write one screen of `granary top` to @out as plain text: the header (with
+ * @note appended when not NULL), cache use, hit ratios over the interval and
+ * since the start, rates by source, fetches, errors, QoS, the slowest backend
+ * when the daemon reports per-mount fetch times, then the mounts, hinted
+ * orders and datasets. @prev (NULL for none yet, or from another daemon
+ * process) gives the interval; its values show as "-" without it. @width is
+ * the screen's width, for the cache bar.
+ */
+void cli_top_render(const struct cli_top_sample *prev, const struct cli_top_sample *cur,
+		    double interval, int width, const char *note, FILE *out);
+
+/*
+ * Copy @text to @out for a screen of @width columns and @height rows (0: no
+ * limit): lines are cut at @width (never inside a UTF-8 sequence) and at
+ * most @height are written. Without @ansi each line ends with a newline.
+ * With @ansi each is followed by "erase to end of line", the last one by
+ * "erase to end of screen" and no newline, so the screen never scrolls.
+ */
+void cli_top_fit(const char *text, int width, int height, bool ansi, FILE *out);
 
 #endif

@@ -280,6 +280,434 @@ static void test_table(void **state)
 	cli_table_fini(&t);
 }
 
+/* ------------------------------------------------------------------ top */
+
+static void test_parse_seconds(void **state)
+{
+	double v = 0;
+
+	(void)state;
+	assert_int_equal(cli_parse_seconds("0.5", 0.1, 3600, &v), 0);
+	assert_true(v == 0.5);
+	assert_int_equal(cli_parse_seconds("2", 0.1, 3600, &v), 0);
+	assert_true(v == 2.0);
+	assert_int_equal(cli_parse_seconds("1.5s", 0.1, 3600, &v), 0);
+	assert_true(v == 1.5);
+	assert_int_equal(cli_parse_seconds(".25", 0.1, 3600, &v), 0);
+	assert_true(v == 0.25);
+	assert_int_equal(cli_parse_seconds("0.01", 0.1, 3600, &v), -ERANGE);
+	assert_int_equal(cli_parse_seconds("7200", 0.1, 3600, &v), -ERANGE);
+	assert_int_equal(cli_parse_seconds("-1", 0.1, 3600, &v), -EINVAL);
+	assert_int_equal(cli_parse_seconds("", 0.1, 3600, &v), -EINVAL);
+	assert_int_equal(cli_parse_seconds("1ms", 0.1, 3600, &v), -EINVAL);
+	assert_int_equal(cli_parse_seconds("nan", 0.1, 3600, &v), -EINVAL);
+	assert_int_equal(cli_parse_seconds("inf", 0.1, 3600, &v), -EINVAL);
+	assert_int_equal(cli_parse_seconds("0x10", 0.1, 3600, &v), -EINVAL);
+	assert_int_equal(cli_parse_seconds(".", 0.1, 3600, &v), -EINVAL);
+	assert_true(v == 0.25); /* untouched by the failures */
+}
+
+static void test_fmt_rates(void **state)
+{
+	char b[32];
+
+	(void)state;
+	cli_fmt_rate(0, b, sizeof(b));
+	assert_string_equal(b, "0/s");
+	cli_fmt_rate(0.01, b, sizeof(b));
+	assert_string_equal(b, "0/s");
+	cli_fmt_rate(0.5, b, sizeof(b));
+	assert_string_equal(b, "0.5/s");
+	cli_fmt_rate(42, b, sizeof(b));
+	assert_string_equal(b, "42/s");
+	cli_fmt_rate(1234.4, b, sizeof(b));
+	assert_string_equal(b, "1234/s");
+	cli_fmt_rate(12345, b, sizeof(b));
+	assert_string_equal(b, "12.3k/s");
+	cli_fmt_rate(999.9e3, b, sizeof(b));
+	assert_string_equal(b, "999.9k/s");
+	cli_fmt_rate(999.96e3, b, sizeof(b));
+	assert_string_equal(b, "1.0M/s");
+	cli_fmt_rate(4.56e6 + 1, b, sizeof(b));
+	assert_string_equal(b, "4.6M/s");
+	cli_fmt_rate(2.5e9, b, sizeof(b));
+	assert_string_equal(b, "2.5G/s");
+	cli_fmt_rate(-3, b, sizeof(b));
+	assert_string_equal(b, "-3.0/s");
+	cli_fmt_rate(-20, b, sizeof(b));
+	assert_string_equal(b, "-20/s");
+
+	cli_fmt_rate_bytes(0, b, sizeof(b));
+	assert_string_equal(b, "0 B/s");
+	cli_fmt_rate_bytes(-5, b, sizeof(b));
+	assert_string_equal(b, "0 B/s");
+	cli_fmt_rate_bytes(45.0 * 1048576, b, sizeof(b));
+	assert_string_equal(b, "45.0 MiB/s");
+	cli_fmt_rate_bytes(1023.6, b, sizeof(b));
+	assert_string_equal(b, "1.00 KiB/s");
+
+	cli_fmt_bar(50, 100, 12, b, sizeof(b));
+	assert_string_equal(b, "[#####.....]");
+	cli_fmt_bar(0, 100, 5, b, sizeof(b));
+	assert_string_equal(b, "[...]");
+	cli_fmt_bar(300, 100, 5, b, sizeof(b));
+	assert_string_equal(b, "[###]");
+	cli_fmt_bar(10, 0, 4, b, sizeof(b));
+	assert_string_equal(b, "[..]");
+	cli_fmt_bar(1, 1, 1, b, sizeof(b));
+	assert_string_equal(b, "[#]");
+	cli_fmt_bar(1, 1, 40, b, 8); /* does not fit: nothing, no overflow */
+	assert_string_equal(b, "");
+}
+
+/* A status document with the fields `granary top` reads. */
+static char *top_doc(long pid, long uptime, unsigned long long k)
+{
+	char *s = NULL;
+
+	/* k scales every counter, so a later sample is a multiple of an earlier one */
+	assert_true(asprintf(&s,
+			     "{\"version\":\"0.1.0\",\"pid\":%ld,\"uptime_s\":%ld,"
+			     "\"cache\":{\"capacity\":1000,\"used\":%llu,\"objects\":%llu},"
+			     "\"counters\":{\"opens\":%llu,\"hits\":%llu,\"misses\":%llu,"
+			     "\"fast_hits\":%llu,\"bytes_local\":%llu,\"bytes_backend\":%llu,"
+			     "\"bytes_peer\":0,\"bytes_direct\":%llu,\"fetches\":%llu,"
+			     "\"fetch_errors\":%llu,\"evictions\":0,\"not_admitted\":0,"
+			     "\"inflight\":%llu,\"corrupt\":0},"
+			     "\"mounts\":[],\"datasets\":[]}",
+			     pid, uptime, 100 * k, 10 * k, 40 * k, 30 * k, 10 * k, 20 * k,
+			     1048576 * k, 2097152 * k, 4096 * k, 10 * k, k, 3 * k) > 0);
+	return s;
+}
+
+static void top_sample_of(const char *json, double t, struct cli_top_sample *s)
+{
+	char err[128];
+
+	assert_int_equal(cli_top_parse(json, t, 0, s, err, sizeof(err)), 0);
+}
+
+static void test_top_rates(void **state)
+{
+	struct cli_top_sample a, b, c;
+	struct cli_top_rates r;
+	char *doc, err[128];
+
+	(void)state;
+	assert_true(cli_top_rate(10, 30, 2.0) == 10.0);
+	assert_true(cli_top_rate(10, 10, 2.0) == 0.0);
+	/* reset (the daemon restarted): everything counted since is new */
+	assert_true(cli_top_rate(100, 6, 2.0) == 3.0);
+	assert_true(cli_top_rate(0, 6, 0.0) == 0.0);
+	assert_true(cli_top_ratio(10, 10, 13, 11) == 0.75);
+	assert_true(cli_top_ratio(10, 10, 10, 10) == -1);
+	assert_true(cli_top_ratio(10, 10, 5, 11) == -1);
+
+	doc = top_doc(7, 100, 1);
+	top_sample_of(doc, 50.0, &a);
+	free(doc);
+	assert_int_equal(a.pid, 7);
+	assert_int_equal(a.hits, 30);
+	assert_int_equal(a.inflight, 3);
+	assert_int_equal(a.used, 100);
+	assert_int_equal(a.capacity, 1000);
+	assert_string_equal(a.version, "0.1.0");
+
+	doc = top_doc(7, 102, 3); /* twice as much again, 2 s later */
+	top_sample_of(doc, 52.0, &b);
+	free(doc);
+	assert_int_equal(cli_top_rates(&a, &b, &r), 0);
+	assert_true(r.dt == 2.0);
+	assert_true(r.opens == 40.0);  /* (120 - 40) / 2 */
+	assert_true(r.hits == 30.0);   /* (90 - 30) / 2 */
+	assert_true(r.misses == 10.0); /* (30 - 10) / 2 */
+	assert_true(r.fast_hits == 20.0);
+	assert_true(r.bytes_local == 1048576.0);
+	assert_true(r.bytes_backend == 2097152.0);
+	assert_true(r.bytes_direct == 4096.0);
+	assert_true(r.fetches == 10.0);
+	assert_true(r.fetch_errors == 1.0);
+	assert_true(r.hit_ratio == 0.75);
+
+	/* the same moment, or time going back: no rates */
+	assert_int_equal(cli_top_rates(&b, &b, &r), -EINVAL);
+	assert_true(r.opens == 0 && r.hit_ratio == -1);
+	/* another daemon process: by pid, or by an uptime that went back */
+	doc = top_doc(8, 200, 1);
+	top_sample_of(doc, 53.0, &c);
+	free(doc);
+	assert_int_equal(cli_top_rates(&b, &c, &r), -ESTALE);
+	cli_top_sample_fini(&c);
+	doc = top_doc(7, 1, 1);
+	top_sample_of(doc, 53.0, &c);
+	free(doc);
+	assert_int_equal(cli_top_rates(&b, &c, &r), -ESTALE);
+	cli_top_sample_fini(&c);
+
+	/* bad documents are refused with a reason; missing fields read as 0 */
+	assert_int_equal(cli_top_parse("[1,2]", 1.0, 0, &c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not an object"));
+	assert_int_equal(cli_top_parse("{\"counters\":", 1.0, 0, &c, err, sizeof(err)), -EINVAL);
+	assert_int_equal(cli_top_parse("{}", 1.0, 0, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.hits + c.opens + c.nmounts + c.ndatasets, 0);
+	assert_false(c.has_qos);
+	cli_top_sample_fini(&c);
+	cli_top_sample_fini(&a);
+	cli_top_sample_fini(&b);
+}
+
+/* Two samples one second apart with mounts, datasets, qos and hints. */
+static const char top_doc0[] =
+	"{\"version\":\"0.1.0\",\"pid\":9,\"uptime_s\":60,"
+	"\"cache\":{\"capacity\":1073741824,\"used\":268435456,\"objects\":70},"
+	"\"counters\":{\"opens\":100,\"hits\":60,\"misses\":40,\"fetches\":40,"
+	"\"fetch_errors\":2,\"inflight\":0,\"bytes_backend\":0},"
+	"\"qos\":{\"fg_inflight\":1,\"bg_inflight\":2,\"fg_queued\":3,\"bg_queued\":4,"
+	"\"fg_wait_max_ms\":1.25},"
+	"\"mounts\":[{\"path\":\"/mnt/nas\",\"backend\":\"posix\",\"hits\":60,\"misses\":20,"
+	"\"objects\":50,\"bytes\":1000},"
+	"{\"path\":\"/granary/s3\",\"backend\":\"s3\",\"hits\":0,\"misses\":20,"
+	"\"objects\":20,\"bytes\":2000,\"hint\":{\"paths\":1000,\"position\":10,"
+	"\"phase\":\"reading\",\"prefetched\":5,\"prefetch_inflight\":0,"
+	"\"prefetch_failed\":0}}],"
+	"\"datasets\":[{\"name\":\"nas\",\"epoch\":1,\"hits\":60,\"misses\":20,"
+	"\"prev_hits\":0,\"prev_misses\":0},"
+	"{\"name\":\"s3\",\"epoch\":4,\"hits\":0,\"misses\":20,\"prev_hits\":5,"
+	"\"prev_misses\":15}]}";
+
+static const char top_doc1[] =
+	"{\"version\":\"0.1.0\",\"pid\":9,\"uptime_s\":61,"
+	"\"cache\":{\"capacity\":1073741824,\"used\":536870912,\"objects\":90},"
+	"\"counters\":{\"opens\":140,\"hits\":90,\"misses\":50,\"fetches\":65,"
+	"\"fetch_errors\":5,\"inflight\":7,\"bytes_backend\":3145728},"
+	"\"qos\":{\"fg_inflight\":1,\"bg_inflight\":2,\"fg_queued\":3,\"bg_queued\":4,"
+	"\"fg_wait_max_ms\":1.25},"
+	"\"mounts\":[{\"path\":\"/granary/s3\",\"backend\":\"s3\",\"hits\":0,\"misses\":30,"
+	"\"objects\":45,\"bytes\":4000,\"hint\":{\"paths\":1000,\"position\":30,"
+	"\"phase\":\"reading\",\"prefetched\":25,\"prefetch_inflight\":8,"
+	"\"prefetch_failed\":1}},"
+	"{\"path\":\"/mnt/nas\",\"backend\":\"posix\",\"hits\":90,\"misses\":20,"
+	"\"objects\":45,\"bytes\":900}],"
+	"\"datasets\":[{\"name\":\"nas\",\"epoch\":1,\"hits\":90,\"misses\":20,"
+	"\"prev_hits\":0,\"prev_misses\":0},"
+	"{\"name\":\"s3\",\"epoch\":5,\"hits\":3,\"misses\":1,\"prev_hits\":1,"
+	"\"prev_misses\":30}]}";
+
+static char *top_render_text(const struct cli_top_sample *prev, const struct cli_top_sample *cur,
+			     int width)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_non_null(f);
+	cli_top_render(prev, cur, 1.0, width, "(q quits)", f);
+	fclose(f);
+	return buf;
+}
+
+/* The line of @text that starts with @prefix. */
+static const char *line_of(const char *text, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (!strncmp(p, prefix, n))
+			return p;
+	return NULL;
+}
+
+/* Is there a line in @text whose blank-separated words are exactly @words? */
+static bool row_is(const char *text, const char *const *words)
+{
+	for (const char *p = text; *p;) {
+		size_t n = strcspn(p, "\n"), i = 0;
+		char line[256], *save = NULL, *tok;
+
+		snprintf(line, sizeof(line), "%.*s", (int)n, p);
+		for (tok = strtok_r(line, " ", &save); tok && words[i] && !strcmp(tok, words[i]);
+		     tok = strtok_r(NULL, " ", &save))
+			i++;
+		if (!tok && !words[i])
+			return true;
+		p += n;
+		if (*p)
+			p++;
+	}
+	return false;
+}
+
+static void test_top_render(void **state)
+{
+	struct cli_top_sample a, b;
+	char *out;
+
+	(void)state;
+	top_sample_of(top_doc0, 10.0, &a);
+	top_sample_of(top_doc1, 11.0, &b);
+	assert_int_equal(b.nmounts, 2);
+	assert_string_equal(b.mounts[0].path, "/granary/s3");
+	assert_string_equal(b.mounts[0].hint_phase, "reading");
+	assert_false(b.mounts[0].has_fetch);
+	assert_true(b.has_qos);
+
+	out = top_render_text(&a, &b, 100);
+	assert_non_null(strstr(out, "granaryd 0.1.0, pid 9, up 1:01  every 1.0s  (q quits)\n"));
+	/* 30 hits, 10 misses in the interval; 90 and 50 since the start */
+	assert_non_null(
+		strstr(out, "hit ratio  now 75.0%, since start 64.3% (90 hits, 50 misses)\n"));
+	assert_non_null(strstr(out, "opens      40/s (fast path 0/s), hits 30/s, misses 10/s\n"));
+	assert_non_null(strstr(out, "backend 3.00 MiB/s"));
+	assert_non_null(
+		strstr(out, "fetches    25/s, in flight 7, errors 3.0/s (5 since start)\n"));
+	assert_non_null(strstr(out, "fg 1 running, 3 queued (longest wait 1.2 ms); bg 2 running"));
+	/* half full: half of the bar's inside is filled */
+	{
+		const char *c = line_of(out, "cache"), *l = strchr(c, '['), *r = strchr(c, ']');
+		size_t hashes = 0;
+
+		assert_non_null(l);
+		assert_non_null(strstr(c, "] 512 MiB of 1.00 GiB (50.0%), 90 objects\n"));
+		for (const char *p = l + 1; p < r; p++)
+			hashes += *p == '#';
+		assert_int_equal(hashes, (size_t)(r - l - 1) / 2);
+		assert_true(strcspn(c, "\n") <= 100);
+	}
+	/* mounts are matched by path although their order changed */
+	assert_true(row_is(out, (const char *const[]){"/mnt/nas", "posix", "100.0%", "81.8%", "0/s",
+						      "-5.0/s", "45", "900", "B", NULL}));
+	assert_true(row_is(out, (const char *const[]){"/granary/s3", "s3", "0.0%", "0.0%", "10/s",
+						      "25/s", "45", "3.91", "KiB", NULL}));
+	/* no per-mount fetch figures from this daemon: no columns and no slowest line */
+	assert_null(strstr(out, "FETCH/S"));
+	assert_null(strstr(out, "slowest"));
+	/* the hinted order of the one mount that has one */
+	assert_true(row_is(out, (const char *const[]){"/granary/s3", "reading", "30/1000", "20/s",
+						      "8", "1", NULL}));
+	/* nas: 30 hits, 0 misses in the interval; s3 advanced one epoch: the rest of
+	 * epoch 4 (1 hit, 10 misses) and epoch 5 so far (3 hits, 1 miss) */
+	assert_true(row_is(out, (const char *const[]){"nas", "1", "100.0%", "81.8%", "-", NULL}));
+	assert_true(row_is(out, (const char *const[]){"s3", "5", "26.7%", "75.0%", "3.2%", NULL}));
+	free(out);
+
+	/* no previous sample: totals only, every rate "-" */
+	out = top_render_text(NULL, &b, 100);
+	assert_non_null(strstr(out, "hit ratio  now -, since start 64.3%"));
+	assert_non_null(strstr(out, "opens      - (140 since start)\n"));
+	assert_non_null(strstr(out, "fetches    -, in flight 7, errors - (5 since start)\n"));
+	assert_true(row_is(out, (const char *const[]){"/mnt/nas", "posix", "-", "81.8%", "-", "-",
+						      "45", "900", "B", NULL}));
+	assert_null(strstr(out, "restarted"));
+	free(out);
+
+	/* a sample from another daemon process: said so, and no rates */
+	b.pid = 10;
+	out = top_render_text(&a, &b, 100);
+	assert_non_null(strstr(out, "granaryd restarted"));
+	assert_non_null(strstr(out, "opens      - (140 since start)\n"));
+	free(out);
+	b.pid = 9;
+
+	/* narrow screen: no bar */
+	out = top_render_text(&a, &b, 40);
+	assert_non_null(strstr(out, "cache      512 MiB of 1.00 GiB (50.0%), 90 objects\n"));
+	free(out);
+	cli_top_sample_fini(&a);
+	cli_top_sample_fini(&b);
+}
+
+static void test_top_slowest(void **state)
+{
+	static const char d0[] =
+		"{\"pid\":1,\"uptime_s\":5,\"counters\":{},\"mounts\":["
+		"{\"path\":\"/a\",\"backend\":\"posix\",\"fetches\":10,\"fetch_errors\":0,"
+		"\"fetch_seconds\":0.1},"
+		"{\"path\":\"/b\",\"backend\":\"s3\",\"fetches\":10,\"fetch_errors\":1,"
+		"\"fetch_seconds\":1.0},"
+		"{\"path\":\"/c\",\"backend\":\"http\"}]}";
+	static const char d1[] =
+		"{\"pid\":1,\"uptime_s\":7,\"counters\":{},\"mounts\":["
+		"{\"path\":\"/a\",\"backend\":\"posix\",\"fetches\":30,\"fetch_errors\":0,"
+		"\"fetch_seconds\":0.3},"
+		"{\"path\":\"/b\",\"backend\":\"s3\",\"fetches\":14,\"fetch_errors\":3,"
+		"\"fetch_seconds\":1.2},"
+		"{\"path\":\"/c\",\"backend\":\"http\"}]}";
+	struct cli_top_sample a, b;
+	char *out;
+
+	(void)state;
+	top_sample_of(d0, 1.0, &a);
+	top_sample_of(d1, 3.0, &b);
+	assert_true(b.mounts[1].has_fetch);
+	assert_false(b.mounts[2].has_fetch);
+	out = top_render_text(&a, &b, 120);
+	/* /a: 20 fetches in 0.2 s (10 ms each); /b: 4 in 0.2 s (50 ms each) */
+	assert_non_null(strstr(
+		out, "slowest    /b (s3): 50.0 ms per fetch, 2.0/s fetches, 1.0/s errors\n"));
+	assert_true(row_is(out, (const char *const[]){"/a", "posix", "-", "-", "0/s", "0/s", "0",
+						      "0", "B", "10/s", "0/s", "10.0", NULL}));
+	assert_true(row_is(out, (const char *const[]){"/c", "http", "-", "-", "0/s", "0/s", "0",
+						      "0", "B", "-", "-", "-", NULL}));
+	free(out);
+	/* the same sample twice: no interval at all */
+	out = top_render_text(&b, &b, 120);
+	assert_non_null(strstr(out, "opens      - ("));
+	assert_non_null(strstr(out, "slowest    -\n"));
+	free(out);
+	/* nothing fetched in the interval */
+	{
+		struct cli_top_sample c;
+
+		top_sample_of(d1, 9.0, &c);
+		out = top_render_text(&b, &c, 120);
+		assert_non_null(strstr(out, "slowest    - (no fetches in the interval)\n"));
+		free(out);
+		cli_top_sample_fini(&c);
+	}
+	cli_top_sample_fini(&a);
+	cli_top_sample_fini(&b);
+}
+
+static char *fit(const char *text, int width, int height, bool ansi)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_non_null(f);
+	cli_top_fit(text, width, height, ansi, f);
+	fclose(f);
+	return buf;
+}
+
+static void test_top_fit(void **state)
+{
+	char *out;
+
+	(void)state;
+	out = fit("abcdef\nxy\n\nlast", 4, 0, false);
+	assert_string_equal(out, "abcd\nxy\n\nlast\n");
+	free(out);
+	out = fit("abcdef\nxy\n", 0, 0, false);
+	assert_string_equal(out, "abcdef\nxy\n");
+	free(out);
+	/* a column is a character: "é" (2 bytes) and "€" (3 bytes) are cut whole */
+	out = fit("h\xc3\xa9llo\n\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\n", 2, 0, false);
+	assert_string_equal(out, "h\xc3\xa9\n\xe2\x82\xac\xe2\x82\xac\n");
+	free(out);
+	/* at most @height lines */
+	out = fit("1\n2\n3\n4\n", 10, 2, false);
+	assert_string_equal(out, "1\n2\n");
+	free(out);
+	/* on a terminal: erase each line's tail, no newline after the last, erase below */
+	out = fit("1\n2\n3\n4\n", 10, 3, true);
+	assert_string_equal(out, "1\033[K\n2\033[K\n3\033[K\033[J");
+	free(out);
+	out = fit("", 10, 3, true);
+	assert_string_equal(out, "\033[J");
+	free(out);
+}
+
 /* ------------------------------------------------------ scripted server */
 
 /* cmocka's asserts may not jump out of another thread: the server aborts. */
@@ -859,6 +1287,12 @@ int main(void)
 		cmocka_unit_test(test_progress),
 		cmocka_unit_test(test_status_print),
 		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_parse_seconds),
+		cmocka_unit_test(test_fmt_rates),
+		cmocka_unit_test(test_top_rates),
+		cmocka_unit_test(test_top_render),
+		cmocka_unit_test(test_top_slowest),
+		cmocka_unit_test(test_top_fit),
 		cmocka_unit_test(test_connect_errors),
 		cmocka_unit_test_setup_teardown(test_warm_out_of_order, server_setup,
 						server_teardown),
