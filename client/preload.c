@@ -262,7 +262,7 @@ static int real_stat(enum stat_kind k, int ver, int dirfd, const char *path, str
 #define FDF_SRC	  0x1u /* a cache file: fstat shows the source */
 #define FDF_WRITE 0x2u /* opened for writing: close sends DROP (see wtrack) */
 #define FDF_CONN  0x4u /* one of the shim's own connections */
-#define FDF_FXDIR 0x8u /* the shim's descriptor of the daemon's objects/ directory */
+#define FDF_FX	  0x8u /* the shim's fast path descriptors: objects/, the daemon's liveness */
 
 struct fdent {
 	uint32_t flags; /* atomic; published after the fields */
@@ -383,15 +383,15 @@ bool shim_conn_fd_unmark(int fd)
 	return own_fd_unmark(fd, FDF_CONN);
 }
 
-void shim_fxdir_fd_mark(int fd)
+void shim_fx_fd_mark(int fd)
 {
 	if (fd >= 0 && fd < FDTAB_MAX)
-		__atomic_store_n(&fdtab[fd].flags, FDF_FXDIR, __ATOMIC_RELEASE);
+		__atomic_store_n(&fdtab[fd].flags, FDF_FX, __ATOMIC_RELEASE);
 }
 
-bool shim_fxdir_fd_unmark(int fd)
+bool shim_fx_fd_unmark(int fd)
 {
-	return own_fd_unmark(fd, FDF_FXDIR);
+	return own_fd_unmark(fd, FDF_FX);
 }
 
 /*
@@ -1154,8 +1154,8 @@ EXPORT int close(int fd)
 
 	if (f & FDF_CONN)
 		shim_conn_fd_lost(fd);
-	if (f & FDF_FXDIR)
-		shim_fxdir_fd_lost(fd);
+	if (f & FDF_FX)
+		shim_fx_fd_lost(fd);
 	rc = REAL(close) ? REAL(close)(fd) : shim_sys_close(fd);
 
 	if (slot >= 0)
@@ -1204,8 +1204,8 @@ static int dup_over(int oldfd, int newfd, int flags, bool three)
 	f = fd_forget(newfd);
 	if (f & FDF_CONN)
 		shim_conn_fd_lost(newfd);
-	if (f & FDF_FXDIR)
-		shim_fxdir_fd_lost(newfd);
+	if (f & FDF_FX)
+		shim_fx_fd_lost(newfd);
 	if (f & FDF_WRITE)
 		slot = wtrack_claim(newfd);
 	fd_copy(oldfd, newfd);

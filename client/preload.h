@@ -114,13 +114,14 @@ bool shim_conn_fd_unmark(int fd);
 void shim_conn_fd_lost(int fd);
 
 /*
- * The same for the descriptor of the daemon's objects/ directory (the fast
- * path), which the shim keeps at a high number.
+ * The same for the fast path's descriptors (the daemon's objects/ directory,
+ * and a duplicate of the connection HELLO came on that tells whether that
+ * daemon still runs), which the shim keeps at high numbers.
  */
-void shim_fxdir_fd_mark(int fd);
-bool shim_fxdir_fd_unmark(int fd);
+void shim_fx_fd_mark(int fd);
+bool shim_fx_fd_unmark(int fd);
 
-/* The application closed or dup2'd over the objects/ descriptor @fd. */
-void shim_fxdir_fd_lost(int fd);
+/* The application closed or dup2'd over the fast path's descriptor @fd. */
+void shim_fx_fd_lost(int fd);
 
 #endif

@@ -31,21 +31,28 @@
  *
  * Fast path. HELLO's reply may carry a read-only memfd with the daemon's
  * index of cached NAS objects and an O_PATH descriptor of its objects/
- * directory. The index is mapped (the memfd is closed then), the directory
- * descriptor moved to FX_FD_BASE or above and marked like the sockets. An
- * open under a mount flagged PROTO_F_MOUNT_FAST looks the path up, for a
- * strict mount compares the original's stat, and opens objects/xx/<id> as the
- * caller: the kernel checks the permissions the daemon copied from the source.
- * The mapping, the directory and the mount flags are read under fx.gen (a
- * sequence counter, odd while a HELLO replaces them); a reader that sees it
- * move closes what it opened and asks the socket. A mapping replaced is
- * overlaid with zero pages, never unmapped, so a late reader reads empty
- * slots instead of faulting. The index is trusted only while the connection
- * epoch it came with lasts (fx.epoch == fail_epoch): once the daemon fails
- * or goes away, its index may describe files a new daemon reuses, and the
- * next HELLO brings a new one. The child of a fork keeps its parent's
- * mapping and directory: they stay valid, and its reports go over its own
- * connection.
+ * directory. The index is mapped (the memfd is closed then); the directory
+ * descriptor and a duplicate of the connection HELLO came on are moved to
+ * FX_FD_BASE or above and marked like the sockets. An open under a mount
+ * flagged PROTO_F_MOUNT_FAST looks the path up, for a strict mount compares
+ * the original's stat, and opens objects/xx/<id> as the caller: the kernel
+ * checks the permissions the daemon copied from the source. The mapping, the
+ * descriptors and the mount flags are read under fx.gen (a sequence counter,
+ * odd while a HELLO replaces them) and g.seq; a reader that sees either move
+ * closes what it opened and asks the socket. A mapping replaced is overlaid
+ * with zero pages, never unmapped, so a late reader reads empty slots
+ * instead of faulting.
+ *
+ * The index is trusted only while the daemon that published it runs: a new
+ * daemon on the same cache may hand the ids it names to other files. So it
+ * is used only in the connection epoch it came with (fx.epoch == fail_epoch),
+ * and a fast open checks, at most every FX_LIVE_NS, that the duplicated
+ * connection is not closed at the other end (fx_alive()). When it is, or a
+ * report finds its connection closed, the epoch moves on and the next
+ * request's HELLO brings the new daemon's index. A HELLO to the same daemon
+ * brings the same memfd, which keeps its mapping and serial. The child of a
+ * fork keeps its parent's mapping and descriptors: they stay valid, and its
+ * reports go over its own connection.
  *
  * Each thread buffers its reads served this way (slot, id) and sends them
  * as one one-way ACCESS message when ACCESS_BATCH are buffered, when the
@@ -82,6 +89,7 @@
 #define FX_FD_BASE	900	   /* where the objects/ descriptor is kept */
 #define ACCESS_BATCH	64	   /* fast reads reported in one ACCESS */
 #define ACCESS_AGE_NS	20000000LL /* the oldest waits no longer, if there is an open */
+#define FX_LIVE_NS	1000000LL  /* how often a fast open asks whether the daemon runs */
 
 struct tstate {
 	int fd;		   /* connection, -1 when none */
@@ -89,10 +97,10 @@ struct tstate {
 	uint64_t epoch;	   /* fail_epoch when connected */
 	uint64_t fork_gen; /* fork_gen when the state was last used */
 	uint32_t next_id;
-	uint32_t nacc;	   /* reads served by the fast path, not reported yet */
-	uint32_t acc_gen;  /* fx.gen when the first of them was served */
-	uint64_t acc_fork; /* fork_gen then */
-	int64_t acc_first; /* CLOCK_MONOTONIC_COARSE ns of the first */
+	uint32_t nacc;	     /* reads served by the fast path, not reported yet */
+	uint64_t acc_serial; /* fx.serial of the index they were served from */
+	uint64_t acc_fork;   /* fork_gen then */
+	int64_t acc_first;   /* CLOCK_MONOTONIC_COARSE ns of the first */
 	struct proto_fx_access acc[ACCESS_BATCH];
 	struct proto_buf out;
 	uint8_t in[PROTO_MSG_MAX];
@@ -131,16 +139,24 @@ static struct {
 
 static int conn_reg[CONN_REG_MAX]; /* fd + 1 of every connection, 0 when free */
 
-/* The shared index; see DESIGN above. Readers load the fields atomically between two fx.gen. */
+/*
+ * The shared index; see DESIGN above. Readers load the fields atomically
+ * between two reads of fx.gen; the rest is the writer's, under g.table_lock.
+ */
 static struct {
 	uint32_t gen;			   /* atomic: odd while replaced */
 	const struct proto_fx_slot *slots; /* atomic; NULL when there is no index */
 	uint64_t nslots;		   /* atomic */
 	int dirfd;			   /* atomic: objects/, O_PATH; -1 when none */
+	int livefd;			   /* atomic: the HELLO connection, duplicated */
 	uint64_t epoch;			   /* atomic: fail_epoch of the HELLO it came with */
-	void *map;			   /* under g.table_lock */
-	size_t maplen;			   /* under g.table_lock */
-} fx = {.dirfd = -1};
+	uint64_t serial;		   /* atomic: bumped when another index is mapped */
+	int64_t live_checked;		   /* atomic: CLOCK_MONOTONIC ns of the last check */
+	void *map;
+	size_t maplen;
+	uint64_t map_dev, map_ino; /* the memfd's, to recognise the same index again */
+	uint64_t dir_dev, dir_ino, live_dev, live_ino;
+} fx = {.dirfd = -1, .livefd = -1};
 
 static __thread struct tstate *tls_ts TLS_IE;
 static __thread int tls_busy TLS_IE;
@@ -745,45 +761,105 @@ static ssize_t conn_call(struct tstate *ts, uint32_t id, uint16_t type, int *rfd
 
 /* ---- the shared index: install, replace, retire ---- */
 
-/*
- * Make the index in @ifd and the objects/ directory @dfd (both from HELLO,
- * both consumed; -1 when HELLO brought none) the ones fast opens use, for
- * connection epoch @epoch. Under g.table_lock.
- */
-static void fx_install(int ifd, int dfd, uint64_t epoch)
+/* A duplicate of @fd at FX_FD_BASE or above (or @fd's own number when none is free), with its inode. */
+static int fx_fd_keep(int fd, bool dup_always, uint64_t *dev, uint64_t *ino)
 {
-	void *map = MAP_FAILED, *old_map = fx.map;
-	size_t len = 0, old_len = fx.maplen;
-	int old_dir = __atomic_load_n(&fx.dirfd, __ATOMIC_RELAXED), nd = -1;
-	uint64_t n = 0;
+	struct stat st;
+	int nd = fcntl(fd, F_DUPFD_CLOEXEC, FX_FD_BASE);
+
+	if (nd < 0 && dup_always)
+		nd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	else if (nd < 0)
+		nd = fd;
+	else if (!dup_always)
+		shim_sys_close(fd);
+	if (nd >= 0 && syscall(SYS_fstat, nd, &st) == 0) {
+		*dev = st.st_dev;
+		*ino = st.st_ino;
+	} else {
+		*dev = *ino = 0;
+	}
+	return nd;
+}
+
+/*
+ * Close the fast path's @fd if the number still holds the file it had
+ * (@dev, @ino): a program that closed it behind our back (close_range) may
+ * have reused the number.
+ */
+static void fx_fd_close(int fd, uint64_t dev, uint64_t ino)
+{
 	struct stat st;
 
-	if (ifd >= 0 && dfd >= 0 && !g.fast_off) {
-		if (syscall(SYS_fstat, ifd, &st) == 0 && st.st_size > 0) {
+	if (fd >= 0 && shim_fx_fd_unmark(fd) && syscall(SYS_fstat, fd, &st) == 0 &&
+	    st.st_dev == dev && st.st_ino == ino)
+		shim_sys_close(fd);
+}
+
+/*
+ * Make the index in @ifd and the objects/ directory @dfd (both from HELLO on
+ * connection @conn, both consumed; -1 when HELLO brought none) the ones fast
+ * opens use, for connection epoch @epoch. The same index again (a new
+ * connection to the same daemon: the same memfd) keeps its mapping and its
+ * serial, so reads not reported yet still count. Under g.table_lock.
+ */
+static void fx_install(int ifd, int dfd, int conn, uint64_t epoch)
+{
+	void *map = NULL, *old_map = fx.map;
+	size_t len = 0, old_len = fx.maplen;
+	int old_dir = fx.dirfd, old_live = fx.livefd, nd = -1, nl = -1;
+	uint64_t n = 0, serial = fx.serial;
+	uint64_t odd = fx.dir_dev, odi = fx.dir_ino, old = fx.live_dev, oli = fx.live_ino;
+	struct stat st;
+
+	if (ifd >= 0 && dfd >= 0 && !g.fast_off && syscall(SYS_fstat, ifd, &st) == 0 &&
+	    st.st_size > 0) {
+		if (old_map && st.st_dev == fx.map_dev && st.st_ino == fx.map_ino) {
+			map = old_map; /* the same daemon */
+			len = old_len;
+			n = fx.nslots;
+		} else {
 			len = (size_t)st.st_size;
 			map = mmap(NULL, len, PROT_READ, MAP_SHARED, ifd, 0);
-		}
-		if (map != MAP_FAILED)
-			n = preload_fx_check(map, len);
-		if (map != MAP_FAILED && !n) {
-			shim_log("shared index from %s unusable (magic, version or size)", g.sock);
-			munmap(map, len);
-			map = MAP_FAILED;
-		}
-		if (n) {
-			/* out of the way of programs that expect low numbers */
-			nd = fcntl(dfd, F_DUPFD_CLOEXEC, FX_FD_BASE);
-			if (nd < 0) {
-				nd = dfd;
-				dfd = -1;
+			if (map == MAP_FAILED)
+				map = NULL;
+			n = map ? preload_fx_check(map, len) : 0;
+			if (map && !n) {
+				shim_log("shared index from %s unusable (magic, version or size)",
+					 g.sock);
+				munmap(map, len);
+				map = NULL;
 			}
+			if (n) {
+				serial++;
+				fx.map_dev = st.st_dev;
+				fx.map_ino = st.st_ino;
+			}
+		}
+	}
+	if (n) {
+		/* out of the way of programs that expect low numbers */
+		nd = fx_fd_keep(dfd, false, &fx.dir_dev, &fx.dir_ino);
+		dfd = -1;
+		nl = fx_fd_keep(conn, true, &fx.live_dev, &fx.live_ino);
+		if (nl < 0) {
+			shim_sys_close(nd);
+			nd = -1;
+			n = 0;
 		}
 	}
 	if (ifd >= 0)
 		shim_sys_close(ifd);
 	if (dfd >= 0)
 		shim_sys_close(dfd);
-	if (!n && !old_map && old_dir < 0)
+	if (!n && map && map != old_map)
+		munmap(map, len);
+	if (!n) {
+		map = NULL;
+		if (old_map)
+			serial++;
+	}
+	if (!n && !old_map && old_dir < 0 && old_live < 0)
 		return; /* nothing before, nothing now */
 
 	__atomic_add_fetch(&fx.gen, 1, __ATOMIC_RELAXED);
@@ -794,38 +870,58 @@ static void fx_install(int ifd, int dfd, uint64_t epoch)
 			 __ATOMIC_RELAXED);
 	__atomic_store_n(&fx.nslots, n, __ATOMIC_RELAXED);
 	__atomic_store_n(&fx.dirfd, nd, __ATOMIC_RELAXED);
+	__atomic_store_n(&fx.livefd, nl, __ATOMIC_RELAXED);
 	__atomic_store_n(&fx.epoch, epoch, __ATOMIC_RELAXED);
-	fx.map = n ? map : NULL;
-	fx.maplen = n ? len : 0;
+	__atomic_store_n(&fx.serial, serial, __ATOMIC_RELAXED);
+	__atomic_store_n(&fx.live_checked, 0, __ATOMIC_RELAXED);
 	if (nd >= 0)
-		shim_fxdir_fd_mark(nd);
+		shim_fx_fd_mark(nd);
+	if (nl >= 0)
+		shim_fx_fd_mark(nl);
 	__atomic_add_fetch(&fx.gen, 1, __ATOMIC_RELEASE);
+	fx.map = map;
+	fx.maplen = n ? len : 0;
 
 	/* a reader may still be in the old one: zero pages, then it sees empty slots */
-	if (old_map)
+	if (old_map && old_map != map)
 		mmap(old_map, old_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-	if (old_dir >= 0 && shim_fxdir_fd_unmark(old_dir))
-		shim_sys_close(old_dir);
+	if (old_dir != nd)
+		fx_fd_close(old_dir, odd, odi);
+	if (old_live != nl)
+		fx_fd_close(old_live, old, oli);
 	if (n)
-		shim_log("shared index: %llu slots, objects/ on fd %d", (unsigned long long)n, nd);
+		shim_log("shared index: %llu slots%s, objects/ on fd %d", (unsigned long long)n,
+			 map == old_map ? " (the same as before)" : "", nd);
 	else
 		shim_log("no shared index%s: every open asks the daemon",
 			 g.fast_off ? " (GRANARY_FASTPATH=0)" : "");
 }
 
-void shim_fxdir_fd_lost(int fd)
+/* Stop using the index until the next HELLO: its daemon is gone, or a descriptor is. */
+static void fx_retire(void)
+{
+	uint64_t e = __atomic_load_n(&fx.epoch, __ATOMIC_RELAXED);
+
+	/* once per index: the first to notice makes the next request say HELLO */
+	if (__atomic_compare_exchange_n(&g.fail_epoch, &e, e + 1, false, __ATOMIC_RELEASE,
+					__ATOMIC_RELAXED))
+		shim_log("fast path off until the daemon at %s answers again", g.sock);
+}
+
+void shim_fx_fd_lost(int fd)
 {
 	int want = fd;
 
-	if (!__atomic_compare_exchange_n(&fx.dirfd, &want, -1, false, __ATOMIC_RELAXED,
-					 __ATOMIC_RELAXED))
-		return;
-	/* readers between two fx.gen see it move; the next HELLO brings another */
-	__atomic_add_fetch(&fx.gen, 2, __ATOMIC_RELEASE);
-	__atomic_add_fetch(&g.fail_epoch, 1, __ATOMIC_RELEASE);
-	shim_log("the application closed the objects/ directory on fd %d; a new one will be "
-		 "asked for",
-		 fd);
+	if (__atomic_compare_exchange_n(&fx.dirfd, &want, -1, false, __ATOMIC_RELAXED,
+					__ATOMIC_RELAXED) ||
+	    (want = fd, __atomic_compare_exchange_n(&fx.livefd, &want, -1, false, __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED))) {
+		/* readers between two fx.gen see it move */
+		__atomic_add_fetch(&fx.gen, 2, __ATOMIC_RELEASE);
+		fx_retire();
+		shim_log("the application closed the fast path's fd %d; new ones will be asked for",
+			 fd);
+	}
 }
 
 static int hello(struct tstate *ts, uint64_t epoch)
@@ -850,7 +946,6 @@ static int hello(struct tstate *ts, uint64_t epoch)
 				shim_sys_close(rfd[i]);
 		return rc;
 	}
-	fx_install(rfd[0], rfd[1], epoch);
 	changed = memcmp(&g.scratch, &g.mounts, sizeof(g.mounts)) != 0;
 	if (changed) {
 		uint32_t s = __atomic_load_n(&g.seq, __ATOMIC_RELAXED);
@@ -860,6 +955,12 @@ static int hello(struct tstate *ts, uint64_t epoch)
 		memcpy(&g.mounts, &g.scratch, sizeof(g.mounts));
 		__atomic_store_n(&g.seq, s + 2, __ATOMIC_RELEASE);
 	}
+	/*
+	 * After the table: a fast open checks that neither moved since it
+	 * matched its path, and an index older than this table is already
+	 * refused by its epoch.
+	 */
+	fx_install(rfd[0], rfd[1], ts->fd, epoch);
 	__atomic_store_n(&g.table_epoch, epoch, __ATOMIC_RELEASE);
 	if (g.debug && changed) {
 		shim_log("connected to %s: %u mount(s)%s", g.sock, g.mounts.n,
@@ -1116,8 +1217,10 @@ bool shim_match(const char *abs, struct preload_hit *hit)
 		found = preload_mounts_match(&g.mounts, abs, hit);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		s2 = __atomic_load_n(&g.seq, __ATOMIC_RELAXED);
-		if (s1 == s2)
+		if (s1 == s2) {
+			hit->seq = s1;
 			return found;
+		}
 	}
 }
 
@@ -1133,12 +1236,13 @@ static int64_t coarse_ns(void)
 
 /*
  * Send @ts's buffered reports as one ACCESS, without waiting for room or an
- * answer. A batch about an index replaced since, or inherited from the
- * parent across fork, is dropped: its slots mean nothing to the daemon now.
+ * answer. A batch about another index than the current one, or inherited
+ * from the parent across fork, is dropped: its slots mean nothing now.
  */
 static void access_flush(struct tstate *ts)
 {
-	uint32_t n = ts->nacc, gen = ts->acc_gen, id;
+	uint32_t n = ts->nacc, id;
+	uint64_t serial = ts->acc_serial;
 	struct tstate *c;
 	bool fresh;
 	ssize_t r;
@@ -1146,12 +1250,12 @@ static void access_flush(struct tstate *ts)
 
 	ts->nacc = 0;
 	if (!n || ts->acc_fork != __atomic_load_n(&g.fork_gen, __ATOMIC_RELAXED) ||
-	    gen != __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE))
+	    serial != __atomic_load_n(&fx.serial, __ATOMIC_RELAXED))
 		return;
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 	c = conn_get(&fresh);
-	if (!c || gen != __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE))
-		goto out; /* down, or a HELLO just replaced the index */
+	if (!c || serial != __atomic_load_n(&fx.serial, __ATOMIC_RELAXED))
+		goto out; /* down, or HELLO just brought another index */
 	id = ++c->next_id;
 	proto_begin(&c->out, PROTO_ACCESS, id);
 	if (proto_put_u32(&c->out, PROTO_T_FLAGS, PROTO_F_NOREPLY) < 0 ||
@@ -1163,11 +1267,8 @@ static void access_flush(struct tstate *ts)
 	if (r >= 0)
 		goto out;
 	if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) {
-		/* the daemon went away: its index is not to be trusted any more */
 		conn_drop(c);
-		__atomic_add_fetch(&g.fail_epoch, 1, __ATOMIC_RELEASE);
-		shim_log("daemon at %s: connection closed; fast path off until it answers again",
-			 g.sock);
+		fx_retire(); /* the daemon went away: its index is not to be trusted */
 	} else {
 		shim_log("report of %u fast read(s) dropped: %s", n, shim_errname(errno));
 	}
@@ -1175,18 +1276,18 @@ out:
 	pthread_setcancelstate(old, NULL);
 }
 
-/* Remember a read of @slot (object @id) served from the index of generation @gen. */
-static void access_record(uint64_t slot, uint64_t id, uint32_t gen)
+/* Remember a read of @slot (object @id) served from the index of @serial. */
+static void access_record(uint64_t slot, uint64_t id, uint64_t serial)
 {
 	struct tstate *ts = tstate_get();
 	uint64_t fg = __atomic_load_n(&g.fork_gen, __ATOMIC_RELAXED);
 
 	if (!ts)
 		return;
-	if (ts->nacc && (ts->acc_gen != gen || ts->acc_fork != fg))
+	if (ts->nacc && (ts->acc_serial != serial || ts->acc_fork != fg))
 		ts->nacc = 0; /* about another index, or the parent's */
 	if (!ts->nacc) {
-		ts->acc_gen = gen;
+		ts->acc_serial = serial;
 		ts->acc_fork = fg;
 		ts->acc_first = coarse_ns();
 	}
@@ -1204,16 +1305,36 @@ void shim_access_tick(void)
 		access_flush(ts);
 }
 
+/*
+ * Whether the daemon that published the index still runs: its connection
+ * (@livefd) is not closed at the other end. Asked at most every FX_LIVE_NS
+ * per process, after the cache file is open: a daemon started after it
+ * could reuse an id the index names only once it runs and has fetched,
+ * which takes far longer.
+ */
+static bool fx_alive(int livefd)
+{
+	int64_t now = mono_ns(), last = __atomic_load_n(&fx.live_checked, __ATOMIC_RELAXED);
+	struct pollfd p = {.fd = livefd, .events = POLLRDHUP};
+
+	if (now - last < FX_LIVE_NS)
+		return true;
+	if (poll(&p, 1, 0) < 0 || (p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)))
+		return false;
+	__atomic_store_n(&fx.live_checked, now, __ATOMIC_RELAXED);
+	return true;
+}
+
 int shim_open_fast(const char *abs, const struct preload_hit *hit, int flags, int fd_limit,
 		   struct stat *cst, struct preload_srcstat *s)
 {
 	const struct proto_fx_slot *slots;
 	struct proto_fx_slot slot;
-	uint64_t k1, k2, at = 0, nslots;
+	uint64_t k1, k2, at = 0, nslots, serial;
 	uint32_t gen;
 	char name[20];
 	struct stat st;
-	int dirfd, fd, rc, err;
+	int dirfd, livefd, fd, rc, err;
 
 	if (g.fast_off || !(hit->flags & PROTO_F_MOUNT_FAST))
 		return -1;
@@ -1223,7 +1344,9 @@ int shim_open_fast(const char *abs, const struct preload_hit *hit, int flags, in
 	slots = __atomic_load_n(&fx.slots, __ATOMIC_RELAXED);
 	nslots = __atomic_load_n(&fx.nslots, __ATOMIC_RELAXED);
 	dirfd = __atomic_load_n(&fx.dirfd, __ATOMIC_RELAXED);
-	if (!slots || dirfd < 0 ||
+	livefd = __atomic_load_n(&fx.livefd, __ATOMIC_RELAXED);
+	serial = __atomic_load_n(&fx.serial, __ATOMIC_RELAXED);
+	if (!slots || dirfd < 0 || livefd < 0 ||
 	    __atomic_load_n(&fx.epoch, __ATOMIC_RELAXED) !=
 		    __atomic_load_n(&g.fail_epoch, __ATOMIC_ACQUIRE))
 		return -1;
@@ -1254,8 +1377,7 @@ int shim_open_fast(const char *abs, const struct preload_hit *hit, int flags, in
 		err = errno;
 		if ((err == EBADF || err == ENOTDIR) &&
 		    __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE) == gen)
-			/* the number is not our directory any more (close_range) */
-			__atomic_add_fetch(&g.fail_epoch, 1, __ATOMIC_RELEASE);
+			fx_retire(); /* the number is not our directory any more (close_range) */
 		shim_log("open %s: cache file %s: %s, asking the daemon", abs, name,
 			 shim_errname(err));
 		return -1;
@@ -1263,19 +1385,26 @@ int shim_open_fast(const char *abs, const struct preload_hit *hit, int flags, in
 	if (fd >= fd_limit || syscall(SYS_fstat, fd, cst) < 0 || !S_ISREG(cst->st_mode) ||
 	    (uint64_t)cst->st_size != slot.size)
 		goto decline;
+	if (!fx_alive(livefd)) {
+		if (__atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE) == gen)
+			fx_retire();
+		goto decline;
+	}
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	if (__atomic_load_n(&fx.gen, __ATOMIC_RELAXED) != gen)
-		goto decline; /* replaced meanwhile: what we read may be another index's */
+	/* replaced meanwhile: the slot may be another index's, the flags another table's */
+	if (__atomic_load_n(&fx.gen, __ATOMIC_RELAXED) != gen ||
+	    __atomic_load_n(&g.seq, __ATOMIC_RELAXED) != hit->seq)
+		goto decline;
 	s->size = slot.size;
 	s->mtime_ns = slot.mtime_ns;
 	s->mode = slot.mode;
 	s->type = PROTO_FT_REG;
 	s->ino = slot.ino;
-	access_record(at, slot.id, gen);
+	access_record(at, slot.id, serial);
 	return fd;
 
 decline:
 	shim_sys_close(fd);
-	shim_log("open %s: cache file %s not usable here, asking the daemon", abs, name);
+	shim_log("open %s: cache file %s not usable now, asking the daemon", abs, name);
 	return -1;
 }

@@ -48,6 +48,7 @@ struct preload_hit {
 	uint32_t order; /* in HELLO's reply: what the shared index calls the mount */
 	uint32_t backend;
 	uint32_t flags;
+	uint32_t seq; /* the shim's table sequence when matched (preload_daemon.c) */
 };
 
 /* A source file's attributes as the daemon reports them. */
