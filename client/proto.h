@@ -54,7 +54,7 @@ enum proto_type {
 	PROTO_EPOCH = 11,  /* [DATASET] [PATH] -> DATASET, EPOCH (after the advance) */
 	PROTO_HINT = 12,   /* DATASET FLAGS(BEGIN/END) PATH* -> COUNT */
 	PROTO_VERIFY = 13, /* [PATH] -> COUNT (checked), COUNT2 (bad, dropped) */
-	PROTO_ACCESS = 14, /* SLOTS: reads served by the fast path; no reply */
+	PROTO_ACCESS = 14, /* FLAGS SLOTS: reads served by the fast path -> COUNT, unless NOREPLY */
 	PROTO_TYPE_MAX = 15,
 	PROTO_REPLY = 0x8000,
 };

@@ -1198,6 +1198,7 @@ static void handle_access(struct conn *c, struct parsed *p)
 	struct granaryd *d = c->d;
 	struct proto_iter it;
 	struct proto_item item;
+	uint64_t counted = 0;
 
 	proto_iter_init(&it, p->msg, p->len);
 	while (proto_next(&it, &item) > 0) {
@@ -1214,6 +1215,7 @@ static void handle_access(struct conn *c, struct parsed *p)
 			o = fastidx_object(d->fx, a.slot, a.id);
 			if (!o)
 				continue;
+			counted++;
 			d->c.hits++;
 			d->c.fast_hits++;
 			d->c.opens++;
@@ -1224,6 +1226,13 @@ static void handle_access(struct conn *c, struct parsed *p)
 				policy_access(d->policy, &o->pe);
 			hint_seen(d, o->mount, o->path);
 		}
+	}
+	/* a client flushing at exit waits, so its reads are counted before it ends */
+	if (!(p->flags & PROTO_F_NOREPLY)) {
+		struct proto_buf *b = reply_begin(c, p->h.type, p->h.id, 0);
+
+		proto_put_u64(b, PROTO_T_COUNT, counted);
+		reply_send(c, b, -1);
 	}
 }
 

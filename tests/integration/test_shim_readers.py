@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from harness import (DEBIAN_PYTHON, GRANARYD, PRELOAD, REPLY, T, TAG, Fail, check, item,
+from harness import (DEBIAN_PYTHON, GRANARYD, PRELOAD, preload_env, REPLY, T, TAG, Fail, check, item,
                      message, parse, run)
 
 # Runs inside a child with LD_PRELOAD set; prints one JSON object.
@@ -423,7 +423,8 @@ def check_object_store(wd):
         f.write("object bytes")
     sock = os.path.join(wd.path, "standin.sock")
     si = StandIn(sock, objs, nas, backing)
-    env = dict(os.environ, LD_PRELOAD=PRELOAD, GRANARY_SOCKET=sock, GRANARY_TIMEOUT_MS="400")
+    env = preload_env(dict(os.environ, LD_PRELOAD=PRELOAD, GRANARY_SOCKET=sock,
+                           GRANARY_TIMEOUT_MS="400"))
     errpath = os.path.join(wd.path, "objreader.err")
     with open(errpath, "w") as err:
         proc = subprocess.Popen([DEBIAN_PYTHON, "-c", OBJREADER, objs, nas], text=True,

@@ -24,6 +24,33 @@ BUILD = os.environ.get("GRANARY_BUILD") or os.path.join(SRC, "build")
 GRANARYD = os.path.join(BUILD, "daemon", "granaryd")
 GRANARY = os.path.join(BUILD, "client", "granary")
 PRELOAD = os.path.join(BUILD, "client", "libgranary-preload.so")
+
+
+def _asan_runtime():
+    """The ASan runtime the shim was linked with, in a sanitizer build (it must
+    be loaded before the shim), else None."""
+    try:
+        out = subprocess.run(["ldd", PRELOAD], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        if "libasan" in line and "=>" in line:
+            return line.split("=>")[1].split()[0]
+    return None
+
+
+ASAN_RUNTIME = _asan_runtime()
+
+
+def preload_env(env):
+    """Fix up an environment whose LD_PRELOAD names the shim, for sanitizer
+    builds: the ASan runtime goes first, and leak reports of the reader
+    programs themselves (python, cat) are not the shim's."""
+    if ASAN_RUNTIME and PRELOAD in env.get("LD_PRELOAD", ""):
+        env["LD_PRELOAD"] = ASAN_RUNTIME + " " + env["LD_PRELOAD"]
+        env["ASAN_OPTIONS"] = "detect_leaks=0:verify_asan_link_order=0"
+    return env
 LIBGRANARY = os.path.join(BUILD, "client", "libgranary.so")
 DEBIAN_PYTHON = "/usr/bin/python3"
 
@@ -246,7 +273,7 @@ class Daemon:
         e = dict(os.environ)
         e["GRANARY_SOCKET"] = self.socket
         e.update(extra)
-        return e
+        return preload_env(e)
 
     def start(self, wait=True, extra_env=None):
         logf = open(self.log, "ab")
