@@ -734,6 +734,7 @@ void remote_op_finish(struct remote_op *op, int err, const char *fmt, ...)
 		return;
 	op->finished = true;
 	call->err = err;
+	/* @fmt's arguments must not point into call->msg: it is written here */
 	va_start(ap, fmt);
 	vsnprintf(call->msg, sizeof(call->msg), fmt, ap);
 	va_end(ap);
@@ -789,6 +790,7 @@ static void head_done(struct remote_req *r, int rc, const char *cause)
 	struct backend_call *call = op->call;
 	struct validator *v = &call->v;
 	curl_off_t clen = -1;
+	char msg[sizeof(call->msg)];
 	size_t ul;
 	int e;
 
@@ -852,8 +854,8 @@ static void head_done(struct remote_req *r, int rc, const char *cause)
 		free(url);
 		return;
 	}
-	e = remote_status_error(r, call->msg, sizeof(call->msg));
-	remote_op_finish(op, e, "%s", call->msg);
+	e = remote_status_error(r, msg, sizeof(msg));
+	remote_op_finish(op, e, "%s", msg);
 }
 
 void remote_head_async(struct mount *m, const char *rel, struct backend_call *call)

@@ -451,9 +451,10 @@ static void list_done(struct remote_req *r, int rc, const char *cause)
 		return;
 	}
 	if (r->status != 200) {
-		int e = remote_status_error(r, call->msg, sizeof(call->msg));
+		char msg[sizeof(call->msg)];
+		int e = remote_status_error(r, msg, sizeof(msg));
 
-		remote_op_finish(op, e == -ESTALE ? -EIO : e, "%s", call->msg);
+		remote_op_finish(op, e == -ESTALE ? -EIO : e, "%s", msg);
 		return;
 	}
 	rc = s3_list_parse(r->body ? r->body : "", r->blen, &page, perr, sizeof(perr));

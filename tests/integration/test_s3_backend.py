@@ -233,8 +233,15 @@ def wrong_secret(wd, verify, objs):
         p = d.cli("warm", "/data/s3/" + key)
         out = p.stdout + p.stderr
         check(p.returncode != 0, "warm with a wrong secret exited 0")
-        check("/data/s3/" + key in out and ("403" in out or "Permission denied" in out),
+        check("/data/s3/" + key in out and "403 Forbidden" in out and
+              "SignatureDoesNotMatch" in out,
               "warm with a wrong secret does not say so clearly:\n" + out)
+        # a listing refused says why too (its message once came out empty)
+        c = d.conn()
+        r = c.request("LS", path="/data/s3/train")
+        check(r.status == -errno.EACCES and "SignatureDoesNotMatch" in r.errmsg,
+              "LS with a wrong secret: %d %r" % (r.status, r.errmsg))
+        c.close()
         check("not-the-secret" not in d.logtext(), "the secret reached the log")
     finally:
         d.stop()
