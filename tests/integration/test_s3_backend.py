@@ -1,5 +1,5 @@
 """An S3 mount against s3rver behind a proxy that verifies AWS Signature V4
-(s3rver itself does not): warmed with the CLI and read back byte for byte
+(s3rver itself does not), path-style and virtual-host style: warmed with the CLI and read back byte for byte
 through the protocol and the shim; prefixes as directories; ListObjectsV2
 with continuation; single flight counted at the proxy; a wrong secret is a
 clear 403 naming the file; a credentials file readable by others is refused
@@ -77,9 +77,12 @@ def run_all(wd, s3):
                    mount("/data/prefix", verify, credentials_file=two,
                          url=verify.url + "bucket/train/"),
                    mount("/data/flaky", flaky, credentials_file=ini),
+                   # virtual-host style, credentials from the environment
+                   mount("/data/vhost", verify, path_style=False,
+                         url="http://bucket.s3.localhost:%d/train/" % verify.port),
                    mount("/data/once", slow, credentials_file=ini, consistency="immutable")],
                   fetch=FETCH, cache={"capacity": "2G"})
-    d.start()
+    d.start(extra_env={"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET})
     try:
         # ---- warm the bucket, read every object back ----
         p = d.cli("warm", "/data/s3/train", "/data/s3/val", "/data/s3/odd", "--jobs", "16",
@@ -104,6 +107,15 @@ def run_all(wd, s3):
             r, got = c.read("/data/prefix/" + key[len("train/"):])
             check(r.status == 0 and got == objs[key], "prefix mount: %s %d %s" % (
                 key, r.status, r.errmsg))
+
+        # virtual-host addressing: the bucket in the host name
+        for key in list(objs)[20:40]:
+            r, got = c.read("/data/vhost/" + key[len("train/"):])
+            check(r.status == 0 and got == objs[key], "vhost mount: %s %d %s" % (
+                key, r.status, r.errmsg))
+        vh = [q for q in verify.requests() if q.headers.get("host", "").startswith("bucket.s3.")]
+        check(len(vh) >= 40 and all(q.status == 200 for q in vh),
+              "virtual-host requests: %d, statuses %s" % (len(vh), {q.status for q in vh}))
 
         # ---- stat: prefixes are directories, absent keys ENOENT ----
         for path, typ in (("/data/s3", 2), ("/data/s3/train", 2), ("/data/s3/train/n03", 2),

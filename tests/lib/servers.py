@@ -189,6 +189,8 @@ def ensure_s3rver():
 
 class S3rver:
     def __init__(self, workdir, buckets=("bucket",), port=None, name="s3rver"):
+        # virtual-host addressing: http://BUCKET.s3.localhost:PORT/ (libcurl resolves
+        # *.localhost to loopback by itself); path-style addressing works as well
         self.dir = os.path.join(workdir, name)
         self.data = os.path.join(self.dir, "data")
         self.port = port or free_port()
@@ -203,7 +205,7 @@ class S3rver:
     def start(self):
         exe = ensure_s3rver()
         args = [exe, "-d", self.data, "-a", "127.0.0.1", "-p", str(self.port), "--silent",
-                "--no-vhost-buckets"]
+                "--service-endpoint", "localhost"]
         for b in self.buckets:
             args += ["--configure-bucket", b]
         log = open(os.path.join(self.dir, "s3rver.log"), "ab")
