@@ -81,11 +81,19 @@ static bool slot_free(const struct granaryd *d)
 	return d->qos.fg_inflight + d->qos.bg_inflight < d->cfg->fetch.max_parallel;
 }
 
+/* What a background object is expected to cost before its size is known. */
+static double bg_estimate(const struct qos *qs)
+{
+	return qs->bg_avg > 0 ? qs->bg_avg : 65536.0;
+}
+
 static void grant(struct granaryd *d, struct qos_req *q, int64_t now)
 {
 	struct qos *qs = &d->qos;
 
 	q->holding = true;
+	q->charged = 0;
+	q->sized = false;
 	if (q->fg) {
 		qs->fg_inflight++;
 		qs->fg_started++;
@@ -94,6 +102,10 @@ static void grant(struct granaryd *d, struct qos_req *q, int64_t now)
 	} else {
 		qs->bg_inflight++;
 		qs->bg_started++;
+		if (d->cfg->fetch.bg_rate) {
+			q->charged = bg_estimate(qs);
+			qs->tokens -= q->charged;
+		}
 	}
 }
 
@@ -248,10 +260,13 @@ void qos_charge(struct granaryd *d, struct qos_req *q, uint64_t bytes)
 	if (q->fg)
 		return;
 	qs->bg_bytes += bytes;
+	qs->bg_avg = qs->bg_avg > 0 ? qs->bg_avg * 0.9 + (double)bytes * 0.1 : (double)bytes;
 	if (!d->cfg->fetch.bg_rate)
 		return;
 	refill(d, granaryd_now_ns());
-	qs->tokens -= (double)bytes;
+	qs->tokens -= (double)bytes - q->charged;
+	q->charged = (double)bytes;
+	q->sized = true;
 }
 
 void qos_release(struct granaryd *d, struct qos_req *q)
@@ -265,6 +280,9 @@ void qos_release(struct granaryd *d, struct qos_req *q)
 	if (!q->holding)
 		return;
 	q->holding = false;
+	if (!q->sized && q->charged > 0)
+		qs->tokens += q->charged; /* nothing was copied (failed, or direct) */
+	q->charged = 0;
 	if (q->fg)
 		qs->fg_inflight--;
 	else

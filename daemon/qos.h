@@ -11,10 +11,12 @@
  * to foreground misses. Requests that cannot start wait in two FIFO queues;
  * the foreground queue always goes first. Background bytes are charged to a
  * token bucket of fetch.bg_rate bytes/s (0 = unlimited): a background request
- * starts only while the bucket is not in debt, and is charged the object's
- * size once it is known, so a large object may put the bucket in debt and
- * hold back the ones after it. A libevent timer wakes the queue when the
- * bucket refills. A request that gains a foreground waiter is promoted: out
+ * starts only while the bucket is not in debt. It is charged the average size
+ * of background objects when it starts (so that starts are paced, not let
+ * through in bursts), then settled at the object's real size once that is
+ * known, or refunded if nothing was copied; a large object may put the bucket
+ * in debt and hold back the ones after it. A libevent timer wakes the queue
+ * when the bucket refills. A request that gains a foreground waiter is promoted: out
  * of the background queue into the foreground one, or, if it already runs,
  * into the foreground count. Loop thread only.
  */
@@ -36,9 +38,11 @@ struct qos_req {
 	/* owned by qos */
 	struct qos_req *prev, *next;
 	int64_t queued_ns;
-	bool fg;      /* the class it is counted in */
-	bool queued;  /* waiting in a queue */
-	bool holding; /* holds a slot */
+	double charged; /* bytes taken from the bucket so far */
+	bool sized;	/* charged at the real size */
+	bool fg;	/* the class it is counted in */
+	bool queued;	/* waiting in a queue */
+	bool holding;	/* holds a slot */
 };
 
 struct qos_queue {
@@ -50,6 +54,7 @@ struct qos {
 	unsigned fg_inflight, bg_inflight;
 	struct qos_queue fgq, bgq;
 	double tokens;	   /* bytes; negative while in debt */
+	double bg_avg;	   /* running average size of background objects */
 	int64_t refill_ns; /* when tokens were last refilled */
 	struct event *timer;
 	bool dispatching;
