@@ -44,11 +44,12 @@ ASAN_RUNTIME = _asan_runtime()
 
 
 def preload_env(env):
-    """Fix up an environment whose LD_PRELOAD names the shim, for sanitizer
-    builds: the ASan runtime goes first, and leak reports of the reader
-    programs themselves (python, cat) are not the shim's."""
-    if ASAN_RUNTIME and PRELOAD in env.get("LD_PRELOAD", ""):
-        env["LD_PRELOAD"] = ASAN_RUNTIME + " " + env["LD_PRELOAD"]
+    """Fix up a client's environment for sanitizer builds: the ASan runtime
+    must come before the shim (LD_PRELOAD) and before libgranary.so (Python's
+    ctypes), and leak reports of the reader programs themselves (python, cat)
+    are not ours. The daemon keeps leak detection (Daemon.start)."""
+    if ASAN_RUNTIME and ASAN_RUNTIME not in env.get("LD_PRELOAD", ""):
+        env["LD_PRELOAD"] = (ASAN_RUNTIME + " " + env.get("LD_PRELOAD", "")).strip()
         env["ASAN_OPTIONS"] = "detect_leaks=0:verify_asan_link_order=0"
     return env
 LIBGRANARY = os.path.join(BUILD, "client", "libgranary.so")
