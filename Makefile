@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test unit demo clean format sanitize fuzz soak
+.PHONY: all deps build test unit demo clean format sanitize memcheck fuzz soak
 
 all: build
 
@@ -27,9 +27,21 @@ unit: build
 demo: deps build
 	@BUILD=$(BUILD) tests/demo.sh
 
-# ASan + UBSan build and test run.
-sanitize:
-	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DGRANARY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+# ASan + UBSan build; unit and integration tests under it (not the fuzzers,
+# which build their own, nor the packaging and load tests).
+sanitize: deps
+	cmake -S . -B build-asan -G Ninja -DGRANARY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ctest --output-on-failure -j 2 -L 'unit|integration' -E 'test_package|test_load'
+
+# The unit tests under valgrind memcheck: any error or leak fails.
+memcheck: build
+	@set -e; for t in $(BUILD)/tests/test_*; do \
+		[ -x "$$t" ] || continue; \
+		echo "== valgrind $$t"; \
+		valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+			"$$t" >/dev/null || { echo "memcheck failed: $$t"; exit 1; }; \
+	done
 
 # libFuzzer targets (clang, ASan + UBSan), 10 minutes each over their seeds;
 # FUZZ_SECONDS=60 for a shorter run. Crash inputs land in build-fuzz/artifacts.

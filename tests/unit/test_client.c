@@ -752,6 +752,7 @@ static void send_with_fds(int fd, const struct proto_buf *b, const int *fds, int
 	if (nfds) {
 		struct cmsghdr *c;
 
+		memset(&ctl, 0, sizeof(ctl));
 		mh.msg_control = ctl.buf;
 		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
 		c = CMSG_FIRSTHDR(&mh);
