@@ -36,8 +36,8 @@ sanitize: deps
 
 # The unit tests under valgrind memcheck: any error or leak fails.
 memcheck: build
-	@set -e; for t in $(BUILD)/tests/test_*; do \
-		[ -x "$$t" ] || continue; \
+	@set -e; for src in tests/unit/test_*.c; do \
+		t=$(BUILD)/tests/$$(basename $$src .c); \
 		echo "== valgrind $$t"; \
 		valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 			"$$t" >/dev/null || { echo "memcheck failed: $$t"; exit 1; }; \
