@@ -103,24 +103,36 @@ static void fill_validator(const struct stat *sb, struct validator *v)
 	v->gid = sb->st_gid;
 }
 
-static int posix_open(struct mount *m, const char *rel, int *fdp, struct validator *v, char *err,
-		      size_t errsz)
+/*
+ * Open @rel beneath @m's source with @flags: a descriptor, or -errno with a
+ * sentence in @err (a path leading out of the mount is -EACCES).
+ */
+static int posix_open_rel(struct mount *m, const char *rel, uint64_t flags, char *err, size_t errsz)
 {
 	struct posix_mount *pm = m->priv;
-	struct stat sb;
-	int root, fd, rc;
+	int root = posix_root(pm), fd;
 
-	root = posix_root(pm);
 	if (root < 0) {
 		snprintf(err, errsz, "source %s unreachable", pm->source);
 		return root;
 	}
-	fd = open_beneath(root, rel, O_RDONLY);
-	if (fd < 0) {
-		if (fd == -EXDEV)
-			snprintf(err, errsz, "path leads out of the mount");
-		return fd == -EXDEV ? -EACCES : fd;
+	fd = open_beneath(root, rel, flags);
+	if (fd == -EXDEV) {
+		snprintf(err, errsz, "path leads out of the mount");
+		return -EACCES;
 	}
+	return fd;
+}
+
+static int posix_open(struct mount *m, const char *rel, int *fdp, struct validator *v, char *err,
+		      size_t errsz)
+{
+	struct stat sb;
+	int fd, rc;
+
+	fd = posix_open_rel(m, rel, O_RDONLY, err, errsz);
+	if (fd < 0)
+		return fd;
 	if (fstat(fd, &sb) < 0) {
 		rc = -errno;
 		goto err_close;
@@ -146,22 +158,13 @@ err_close:
 static int posix_stat(struct mount *m, const char *rel, struct validator *v, int *type, char *err,
 		      size_t errsz)
 {
-	struct posix_mount *pm = m->priv;
 	struct stat sb;
-	int root, fd, rc;
+	int fd, rc;
 
-	root = posix_root(pm);
-	if (root < 0) {
-		snprintf(err, errsz, "source %s unreachable", pm->source);
-		return root;
-	}
 	/* beneath the mount, like open: a symlink out of it describes nothing */
-	fd = open_beneath(root, rel, O_PATH);
-	if (fd < 0) {
-		if (fd == -EXDEV)
-			snprintf(err, errsz, "path leads out of the mount");
-		return fd == -EXDEV ? -EACCES : fd;
-	}
+	fd = posix_open_rel(m, rel, O_PATH, err, errsz);
+	if (fd < 0)
+		return fd;
 	rc = fstat(fd, &sb) < 0 ? -errno : 0;
 	close(fd);
 	if (rc < 0)
@@ -216,21 +219,15 @@ static int posix_list(struct mount *m, const char *rel, const char *after,
 		      int (*fn)(const struct backend_dirent *de, void *arg), void *arg, char *err,
 		      size_t errsz)
 {
-	struct posix_mount *pm = m->priv;
 	size_t n = 0, cap = 0, i;
 	char **names = NULL;
 	struct dirent *e;
-	int root, fd, rc = 0;
+	int fd, rc = 0;
 	DIR *dir;
 
-	root = posix_root(pm);
-	if (root < 0) {
-		snprintf(err, errsz, "source %s unreachable", pm->source);
-		return root;
-	}
-	fd = open_beneath(root, rel, O_RDONLY | O_DIRECTORY);
+	fd = posix_open_rel(m, rel, O_RDONLY | O_DIRECTORY, err, errsz);
 	if (fd < 0)
-		return fd == -EXDEV ? -EACCES : fd;
+		return fd;
 	dir = fdopendir(fd);
 	if (!dir) {
 		rc = -errno;
