@@ -889,6 +889,16 @@ void remote_head_async(struct mount *m, const char *rel, struct backend_call *ca
 
 /* ---- get ---- */
 
+/*
+ * A validator that head_async did not fill (ino 0) asks for a blind GET: the
+ * object as it is, described from the GET's own headers. It saves a cold miss
+ * the HEAD's round trip.
+ */
+static bool blind(const struct remote_op *op)
+{
+	return op->want.ino == 0;
+}
+
 static void get_finish_ok(struct remote_op *op, uint64_t checksum)
 {
 	struct backend_call *call = op->call;
@@ -896,6 +906,21 @@ static void get_finish_ok(struct remote_op *op, uint64_t checksum)
 	call->bytes = op->want.size;
 	call->checksum = checksum;
 	remote_op_finish(op, 0, "%s", "");
+}
+
+/* What a blind GET learnt of the object: as head_async would say it. */
+static void describe(struct remote_op *op, const struct remote_req *r)
+{
+	struct validator *v = &op->call->v;
+
+	memset(v, 0, sizeof(*v));
+	v->size = r->got;
+	snprintf(v->etag, sizeof(v->etag), "%s", r->etag);
+	v->mtime_ns = r->lastmod >= 0 ? r->lastmod * 1000000000LL : 0;
+	v->ino = pseudo_ino(op->url);
+	v->mode = S_IFREG | 0444;
+	op->call->type = PROTO_FT_REG;
+	op->want = *v;
 }
 
 static void get_fail(struct remote_op *op, int rc, const char *cause)
@@ -944,7 +969,9 @@ static void single_done(struct remote_req *r, int rc, const char *cause)
 			return;
 		}
 	}
-	if (r->got != op->want.size) {
+	if (blind(op))
+		describe(op, r);
+	else if (r->got != op->want.size) {
 		get_fail(op, -ESTALE, NULL);
 		return;
 	}
@@ -963,7 +990,7 @@ static void single_start(struct remote_op *op)
 	op->req = r;
 	r->sink = SINK_FD;
 	r->off = 0;
-	r->len = op->want.size;
+	r->len = blind(op) ? UINT64_MAX : op->want.size;
 	r->hash = true;
 	r->if_match = op->want.etag;
 	rc = remote_req_start(r);
@@ -1127,7 +1154,8 @@ void remote_get_async(struct mount *m, const char *rel, int fd, struct backend_c
 		remote_op_finish(op, -ENOMEM, "out of memory");
 		return;
 	}
-	if (op->want.size >= cfg->fetch.large_threshold && op->want.size > cfg->fetch.chunk_size)
+	if (!blind(op) && op->want.size >= cfg->fetch.large_threshold &&
+	    op->want.size > cfg->fetch.chunk_size)
 		ranged_start(op);
 	else
 		single_start(op);
