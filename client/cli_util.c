@@ -708,13 +708,16 @@ int cli_status_print(const char *json, FILE *out, char *err, size_t errsz)
 			if (!json_text(x, "name", name, sizeof(name)))
 				snprintf(name, sizeof(name), "-");
 			json_count(x, "epoch", ep, sizeof(ep));
-			if (json_num(x, "hit_ratio", &d1))
-				fmt_ratio(d1, hr, sizeof(hr));
-			else if (json_u64(x, "hits", &u1) && json_u64(x, "misses", &u2))
+			/* from the counts when they are there: 0 of 0 is "-", not 0% */
+			if (json_u64(x, "hits", &u1) && json_u64(x, "misses", &u2))
 				cli_fmt_percent((double)u1, (double)(u1 + u2), hr, sizeof(hr));
+			else if (json_num(x, "hit_ratio", &d1))
+				fmt_ratio(d1, hr, sizeof(hr));
 			else
 				snprintf(hr, sizeof(hr), "-");
-			if (json_num(x, "prev_hit_ratio", &d1))
+			if (json_u64(x, "prev_hits", &u1) && json_u64(x, "prev_misses", &u2))
+				cli_fmt_percent((double)u1, (double)(u1 + u2), prev, sizeof(prev));
+			else if (json_num(x, "prev_hit_ratio", &d1))
 				fmt_ratio(d1, prev, sizeof(prev));
 			else
 				snprintf(prev, sizeof(prev), "-");

@@ -214,7 +214,9 @@ static void test_status_print(void **state)
 		"\"mounts\":[{\"path\":\"/mnt/nas\",\"backend\":\"posix\",\"consistency\":\"strict\","
 		"\"objects\":7,\"bytes\":268435456},{\"path\":\"/granary/coco\",\"backend\":3}],"
 		"\"datasets\":[{\"name\":\"imagenet\",\"epoch\":3,\"hit_ratio\":0.5,"
-		"\"entries\":7,\"bytes\":1024}]}";
+		"\"entries\":7,\"bytes\":1024},"
+		"{\"name\":\"unread\",\"epoch\":1,\"hits\":0,\"misses\":0,\"hit_ratio\":0.0,"
+		"\"prev_hits\":1,\"prev_misses\":3,\"prev_hit_ratio\":0.25}]}";
 	char *out;
 	int rc;
 
@@ -231,6 +233,17 @@ static void test_status_print(void **state)
 	assert_non_null(strstr(out, "/granary/coco  s3"));
 	assert_non_null(strstr(out, "imagenet"));
 	assert_non_null(strstr(out, "50.0%"));
+	/* a dataset not read in this epoch has no ratio yet, which is not 0% */
+	{
+		const char *u = strstr(out, "unread");
+		char line[128];
+
+		assert_non_null(u);
+		snprintf(line, sizeof(line), "%.*s", (int)strcspn(u, "\n"), u);
+		assert_null(strstr(line, "0.0%"));
+		assert_non_null(strstr(line, " -  "));
+		assert_non_null(strstr(line, "25.0%"));
+	}
 	/* columns line up: every row of the mounts table starts its BACKEND at one column */
 	{
 		const char *h = strstr(out, "PATH"), *r = strstr(out, "/mnt/nas  ");
