@@ -60,6 +60,23 @@ soak: deps build
 		/usr/bin/python3 tests/integration/test_$$t.py || exit 1; \
 	done
 
+# The data-stall benchmark (tests/bench/stall): a trainer's GPU utilisation
+# through granary against direct reads, rclone, s3fs and a local copy, plus
+# warm read rates, warming time and a 1,000,000-object catalog. Rewrites the
+# "Data stall" section of docs/benchmarks.md, docs/bench-plots/stall-*.png and
+# tests/bench/results/stall.json. About 25 minutes on 2 CPUs.
+BENCH_ENV = GRANARY_BUILD=$(abspath $(BUILD)) GRANARY_SRC=$(CURDIR) \
+	GRANARY_LIB=$(abspath $(BUILD))/client/libgranary.so \
+	PYTHONPATH=$(CURDIR)/tests/lib:$(CURDIR)/client/python
+bench: deps build
+	$(BENCH_ENV) /usr/bin/python3 tests/bench/stall/bench_stall.py $(BENCH_ARGS)
+
+# The same harness on a tiny dataset, under 3 minutes: every contender is
+# started, read through and stopped, and the tables are produced. It checks
+# that the harness works, not speed; docs/ is left alone.
+bench-quick: deps build
+	$(BENCH_ENV) /usr/bin/python3 tests/bench/stall/bench_stall.py --quick $(BENCH_ARGS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 

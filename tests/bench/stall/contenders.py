@@ -19,6 +19,7 @@ Contenders, each started fresh with nothing cached:
   (cold, warmed with `granary warm` first, or cold with a hinted order);
 - local: a copy of the dataset on the local disk, read directly.
 """
+import importlib.util
 import json
 import math
 import os
@@ -363,10 +364,15 @@ class Local(Contender):
 
 
 def ensure_tools(need_s3fs=True):
-    """Install rclone, s3fs and fuse3 from Debian when they are missing."""
+    """Install rclone, s3fs, fuse3 and python3-matplotlib from Debian when
+    they are missing. Raises RuntimeError when FUSE cannot work here."""
+    if not os.path.exists("/dev/fuse"):
+        raise RuntimeError("/dev/fuse is missing: the FUSE contenders cannot run")
     missing = [pkg for pkg, exe in (("rclone", "rclone"), ("fuse3", "fusermount3"),
                                     ("s3fs", "s3fs"))
                if shutil.which(exe) is None and (need_s3fs or pkg != "s3fs")]
+    if importlib.util.find_spec("matplotlib") is None:
+        missing.append("python3-matplotlib")
     if not missing:
         return
     log("installing %s" % " ".join(missing))
@@ -374,8 +380,12 @@ def ensure_tools(need_s3fs=True):
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     subprocess.run(sudo + ["apt-get", "update", "-q"], check=False, env=env,
                    stdout=subprocess.DEVNULL)
-    subprocess.run(sudo + ["apt-get", "install", "-y", "-q", "--no-install-recommends"] +
-                   missing, check=True, env=env, stdout=subprocess.DEVNULL)
+    p = subprocess.run(sudo + ["apt-get", "install", "-y", "-q", "--no-install-recommends"] +
+                       missing, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True)
+    if p.returncode != 0:
+        raise RuntimeError("apt-get install %s failed: %s" % (" ".join(missing),
+                                                               p.stderr[-500:]))
 
 
 def fuse_unmount(mnt):
