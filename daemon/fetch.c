@@ -132,6 +132,16 @@ static void answer_hit(struct granaryd *d, struct object *o, struct fetch_waiter
 	w->done(w, o, -1, 0, "", PROTO_SRC_LOCAL);
 }
 
+/* Per-mount fetch counts and time, for status and `granary top`. */
+static void mount_fetch_observed(struct mount *m, int64_t start_ns, int err)
+{
+	m->fetch_seconds += (double)(granaryd_now_ns() - start_ns) / 1e9;
+	if (err)
+		m->fetch_errors++;
+	else
+		m->fetches++;
+}
+
 /* ---- the shared index ---- */
 
 /* NAS mounts: clients can check the original themselves and open the copy. */
@@ -263,6 +273,7 @@ static void fetch_fail(struct fetch *f, int err, const char *msg)
 		index_del(d->idx, o);
 	d->fetches_inflight--;
 	qos_release(d, &f->slot);
+	mount_fetch_observed(f->m, f->start_ns, err);
 	metrics_fetch_observed(d, f->m, (double)(granaryd_now_ns() - f->start_ns) / 1e9, 0, err);
 	f->waiters = NULL;
 	for (; w; w = next) {
@@ -380,6 +391,7 @@ static void fetch_committed(struct fetch *f)
 	catalog_put(d->cat, &row);
 	fetch_publish(d, o);
 
+	mount_fetch_observed(m, f->start_ns, 0);
 	metrics_fetch_observed(d, m, (double)(granaryd_now_ns() - f->start_ns) / 1e9, f->v.size, 0);
 	log_debug("fetched path=%s bytes=%llu ms=%.3f", o->path, (unsigned long long)o->v.size,
 		  (double)(granaryd_now_ns() - f->start_ns) / 1e6);

@@ -42,8 +42,10 @@ struct mount {
 	uint32_t dataset; /* policy dataset id */
 	uint64_t objects, bytes;
 	uint64_t hits, misses;
-	struct hint *hint;	   /* the hinted order of the coming epoch, if any */
-	struct prefetch *prefetch; /* read-ahead over the hinted order */
+	uint64_t fetches, fetch_errors; /* from the backend (or a peer) */
+	double fetch_seconds;		/* summed duration of those fetches */
+	struct hint *hint;		/* the hinted order of the coming epoch, if any */
+	struct prefetch *prefetch;	/* read-ahead over the hinted order */
 };
 
 struct counters {

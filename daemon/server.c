@@ -1292,12 +1292,14 @@ char *server_status_json(struct granaryd *d)
 
 		json_array_append_new(
 			mounts,
-			json_pack("{ss ss ss sI sI sI sI sf so}", "path", m->cfg->path, "backend",
-				  backend_name(m->cfg->backend), "consistency",
+			json_pack("{ss ss ss sI sI sI sI sf sI sI sf so}", "path", m->cfg->path,
+				  "backend", backend_name(m->cfg->backend), "consistency",
 				  consistency_name(m->cfg), "objects", (json_int_t)m->objects,
 				  "bytes", (json_int_t)m->bytes, "hits", (json_int_t)m->hits,
 				  "misses", (json_int_t)m->misses, "hit_ratio",
-				  ratio(m->hits, m->misses), "hint", hint_status_json(d, m)));
+				  ratio(m->hits, m->misses), "fetches", (json_int_t)m->fetches,
+				  "fetch_errors", (json_int_t)m->fetch_errors, "fetch_seconds",
+				  m->fetch_seconds, "hint", hint_status_json(d, m)));
 	}
 	datasets = json_array();
 	for (i = 0; i < policy_dataset_count(d->policy); i++) {

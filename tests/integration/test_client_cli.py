@@ -15,7 +15,7 @@ import sys
 from harness import (BUILD, DEBIAN_PYTHON, GRANARY, LIBGRANARY, SRC, check, make_tree, run)
 
 VERBS = ["warm", "status", "stats", "ls", "stat", "evict", "drop", "pin", "unpin", "epoch",
-         "hint", "verify", "mounts", "version", "help"]
+         "hint", "verify", "mounts", "version", "help", "top"]
 
 PY_CHECK = r'''
 import os, sys, json

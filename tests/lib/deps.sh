@@ -7,7 +7,7 @@ liburing-dev libevent-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 libyaml-de
 libfabric-dev libfabric-bin rdma-core libibverbs-dev librdmacm-dev
 libxxhash-dev libssl-dev libexpat1-dev libjansson-dev libsystemd-dev
 nginx python3 python3-numpy python3-pil python3-torch python3-torchvision
-valgrind dpkg-dev systemd"
+valgrind dpkg-dev systemd tmux"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
