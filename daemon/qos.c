@@ -243,6 +243,7 @@ void qos_promote(struct granaryd *d, struct qos_req *q)
 	if (q->queued) {
 		queue_unlink(&qs->bgq, q);
 		q->fg = true;
+		q->queued_ns = granaryd_now_ns(); /* a reader waits from now */
 		queue_push(&qs->fgq, q);
 	} else {
 		/* running as background: it now counts against the foreground */
