@@ -93,7 +93,7 @@ struct backend_ops {
 			   struct backend_call *call);
 };
 
-extern const struct backend_ops backend_posix;
+extern const struct backend_ops backend_posix, backend_http, backend_s3;
 
 const struct backend_ops *backend_for(enum config_backend kind);
 

@@ -295,7 +295,6 @@ const struct backend_ops backend_posix = {
 const struct backend_ops *backend_for(enum config_backend kind)
 {
 	/* defined in backend_http.c and backend_s3.c */
-	extern const struct backend_ops backend_http, backend_s3;
 
 	switch (kind) {
 	case CONFIG_BACKEND_POSIX:

@@ -264,9 +264,22 @@ static void fetch_fail(struct fetch *f, int err, const char *msg)
 	struct object *o = index_get(d->idx, f->path);
 
 	if (err != -ENOENT && err != -EISDIR && err != -EACCES && err != -EPERM) {
+		struct mount *m = f->m;
+		int64_t now = granaryd_now_ns();
+
 		d->c.fetch_errors++;
-		log_errno(LOG_WARNING, err, "fetch failed mount=%s path=%s detail=\"%s\"",
-			  f->m->cfg->path, f->path, msg);
+		/* one warning a second a mount: a dead backend must not flood the log */
+		if (now - m->warned_ns >= 1000000000LL) {
+			log_errno(LOG_WARNING, err,
+				  "fetch failed mount=%s path=%s detail=\"%s\" suppressed=%llu",
+				  m->cfg->path, f->path, msg, (unsigned long long)m->unwarned);
+			m->warned_ns = now;
+			m->unwarned = 0;
+		} else {
+			m->unwarned++;
+			log_errno(LOG_DEBUG, err, "fetch failed mount=%s path=%s detail=\"%s\"",
+				  m->cfg->path, f->path, msg);
+		}
 	}
 	release_staging(f);
 	if (o && o->fetch == f)

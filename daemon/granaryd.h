@@ -44,6 +44,8 @@ struct mount {
 	uint64_t hits, misses;
 	uint64_t fetches, fetch_errors; /* from the backend (or a peer) */
 	double fetch_seconds;		/* summed duration of those fetches */
+	int64_t warned_ns;		/* last "fetch failed" warning */
+	uint64_t unwarned;		/* failures since, logged at debug */
 	struct hint *hint;		/* the hinted order of the coming epoch, if any */
 	struct prefetch *prefetch;	/* read-ahead over the hinted order */
 };
