@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,21 +22,20 @@
 #include "proto.h"
 
 struct posix_mount {
-	pthread_mutex_t lock;
-	int rootfd; /* O_PATH directory, or -1 until the source is reachable */
 	const char *source;
 };
 
+/*
+ * The source directory, opened by path for each call and closed after it
+ * (the caller closes): nothing is held open on the NAS, so it can be
+ * unmounted, and a NAS mounted after start-up, an export remounted, or a
+ * dataset directory renamed or swapped is seen at once.
+ */
 static int posix_root(struct posix_mount *pm)
 {
-	int fd;
+	int fd = open(pm->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
 
-	pthread_mutex_lock(&pm->lock);
-	if (pm->rootfd < 0)
-		pm->rootfd = open(pm->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	fd = pm->rootfd < 0 ? -errno : pm->rootfd;
-	pthread_mutex_unlock(&pm->lock);
-	return fd;
+	return fd < 0 ? -errno : fd;
 }
 
 static int posix_init(struct mount *m, char *err, size_t errsz)
@@ -47,11 +45,11 @@ static int posix_init(struct mount *m, char *err, size_t errsz)
 
 	if (!pm)
 		return -ENOMEM;
-	pthread_mutex_init(&pm->lock, NULL);
-	pm->rootfd = -1;
 	pm->source = m->cfg->source ? m->cfg->source : m->cfg->path;
 	m->priv = pm;
 	fd = posix_root(pm);
+	if (fd >= 0)
+		close(fd);
 	if (fd < 0) {
 		/* the NAS may come later; every request retries */
 		snprintf(err, errsz, "source %s is not reachable yet: %s", pm->source,
@@ -64,14 +62,7 @@ static int posix_init(struct mount *m, char *err, size_t errsz)
 
 static void posix_fini(struct mount *m)
 {
-	struct posix_mount *pm = m->priv;
-
-	if (!pm)
-		return;
-	if (pm->rootfd >= 0)
-		close(pm->rootfd);
-	pthread_mutex_destroy(&pm->lock);
-	free(pm);
+	free(m->priv);
 	m->priv = NULL;
 }
 
@@ -117,6 +108,7 @@ static int posix_open_rel(struct mount *m, const char *rel, uint64_t flags, char
 		return root;
 	}
 	fd = open_beneath(root, rel, flags);
+	close(root);
 	if (fd == -EXDEV) {
 		snprintf(err, errsz, "path leads out of the mount");
 		return -EACCES;
@@ -189,21 +181,25 @@ static int posix_access(struct mount *m, const char *rel, const struct caller *w
 	static __thread gid_t own_groups[256];
 	static __thread int own_n = -1;
 	struct posix_mount *pm = m->priv;
-	int root = posix_root(pm), rc;
+	int root, rc;
 
-	if (root < 0)
-		return root;
 	if (geteuid() != 0 || who->uid == 0)
 		return 0;
 	if (own_n < 0)
 		own_n = (int)syscall(SYS_getgroups, 256, own_groups);
 	if (own_n < 0)
 		return -EACCES;
-	if (syscall(SYS_setgroups, (size_t)who->ngroups, who->groups) < 0)
+	root = posix_root(pm);
+	if (root < 0)
+		return root;
+	if (syscall(SYS_setgroups, (size_t)who->ngroups, who->groups) < 0) {
+		close(root);
 		return -EACCES;
+	}
 	syscall(SYS_setfsgid, who->gid);
 	syscall(SYS_setfsuid, who->uid);
 	rc = faccessat(root, rel[0] ? rel : ".", R_OK, AT_EACCESS) < 0 ? -errno : 0;
+	close(root);
 	syscall(SYS_setfsuid, 0);
 	syscall(SYS_setfsgid, 0);
 	syscall(SYS_setgroups, (size_t)own_n, own_groups);
