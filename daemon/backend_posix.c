@@ -83,6 +83,31 @@ static int open_beneath(int rootfd, const char *rel, uint64_t flags)
 	return fd < 0 ? -errno : (int)fd;
 }
 
+/*
+ * Is a directory on the way to @rel under the source closed to others (no
+ * search bit for "other")? Then the file's own mode bits do not say who may
+ * read it, and only a check as the caller does.
+ */
+static bool path_restricted(const struct posix_mount *pm, const char *rel)
+{
+	char path[8192];
+	struct stat sb;
+	size_t i, n;
+
+	n = (size_t)snprintf(path, sizeof(path), "%s/%s", pm->source, rel);
+	if (n >= sizeof(path))
+		return true;
+	for (i = n; i > 0; i--) {
+		if (path[i] != '/')
+			continue;
+		path[i] = '\0';
+		if (stat(i ? path : "/", &sb) < 0 || !(sb.st_mode & S_IXOTH))
+			return true;
+		path[i] = '/';
+	}
+	return stat("/", &sb) < 0 || !(sb.st_mode & S_IXOTH);
+}
+
 static void fill_validator(const struct stat *sb, struct validator *v)
 {
 	memset(v, 0, sizeof(*v));
@@ -139,6 +164,7 @@ static int posix_open(struct mount *m, const char *rel, int *fdp, struct validat
 		goto err_close;
 	}
 	fill_validator(&sb, v);
+	v->restricted = path_restricted(m->priv, rel);
 	*fdp = fd;
 	return 0;
 

@@ -20,6 +20,9 @@
 
 #define CATALOG_SCHEMA_VERSION 1
 
+/* In catalog_row.mode: the object's path is closed to others (validator.restricted). */
+#define CATALOG_MODE_RESTRICTED 0x80000000u
+
 struct catalog_row {
 	uint64_t id;
 	const char *path;

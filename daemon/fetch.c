@@ -152,7 +152,8 @@ static bool fast_eligible(const struct mount *m)
 
 void fetch_publish(struct granaryd *d, struct object *o)
 {
-	if (d->fx && o->verified && fast_eligible(o->mount))
+	/* a restricted path needs a check as the caller: clients must ask */
+	if (d->fx && o->verified && !o->v.restricted && fast_eligible(o->mount))
 		fastidx_put(d->fx, o, (uint32_t)(o->mount - d->mounts));
 }
 
@@ -395,7 +396,8 @@ static void fetch_committed(struct fetch *f)
 	row.size = o->v.size;
 	row.mtime_ns = o->v.mtime_ns;
 	row.ino = o->v.ino;
-	row.mode = o->v.mode;
+	/* the top bit keeps `restricted` without a schema change */
+	row.mode = o->v.mode | (o->v.restricted ? CATALOG_MODE_RESTRICTED : 0);
 	row.uid = o->v.uid;
 	row.gid = o->v.gid;
 	row.etag = o->v.etag;

@@ -29,7 +29,8 @@ struct validator {
 	uint64_t ino;
 	uint32_t mode;
 	uint32_t uid, gid;
-	char etag[80]; /* http, s3 */
+	bool restricted; /* a directory on the way is closed to others (no o+x) */
+	char etag[80];	 /* http, s3 */
 };
 
 struct object {

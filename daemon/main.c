@@ -140,7 +140,8 @@ static void restore_row(const struct catalog_row *r, void *arg)
 	v.size = r->size;
 	v.mtime_ns = r->mtime_ns;
 	v.ino = r->ino;
-	v.mode = r->mode;
+	v.mode = r->mode & ~CATALOG_MODE_RESTRICTED;
+	v.restricted = (r->mode & CATALOG_MODE_RESTRICTED) != 0;
 	v.uid = r->uid;
 	v.gid = r->gid;
 	snprintf(v.etag, sizeof(v.etag), "%s", r->etag ? r->etag : "");

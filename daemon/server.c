@@ -577,7 +577,10 @@ static void handle_open(struct conn *c, struct parsed *p)
 	r->w.want_fd = p->h.type == PROTO_OPEN;
 	r->w.who = &c->who;
 	o = index_get(c->d->idx, r->path);
-	if (m->ops->access && c->who.uid != 0 && (!o || o->state != OBJ_CACHED)) {
+	/* misses, and hits on paths closed to others unless validation asks anyway */
+	if (m->ops->access && c->who.uid != 0 &&
+	    (!o || o->state != OBJ_CACHED ||
+	     (o->v.restricted && m->cfg->consistency != CONFIG_CONSISTENCY_STRICT))) {
 		/* a miss: ask as the caller before fetching anything for it */
 		struct access_task *a = calloc(1, sizeof(*a));
 
