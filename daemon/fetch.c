@@ -198,14 +198,49 @@ static void evict_one(struct granaryd *d, struct policy_entry *e)
 	object_forget(d, o);
 }
 
+#define FULL_RETRY_NS (10LL * 1000000000LL)
+
+/*
+ * The cache's file system is full before the configured capacity: bring the
+ * watermarks down to what it holds now and evict toward them. Ten seconds
+ * later the configured ones are tried again (space may have been freed).
+ */
+static void disk_full(struct granaryd *d)
+{
+	int64_t now = granaryd_now_ns();
+
+	if (!d->full_since_ns)
+		log_err("cache file system is full before the configured capacity, using what "
+			"it holds dir=%s used=%llu capacity=%llu",
+			d->store.dir, (unsigned long long)d->used,
+			(unsigned long long)d->cfg->cache.capacity);
+	d->full_since_ns = now;
+	d->high = d->used * 95 / 100;
+	d->low = d->used * 90 / 100;
+	fetch_trim(d);
+}
+
+static void disk_full_recheck(struct granaryd *d)
+{
+	if (d->full_since_ns && granaryd_now_ns() - d->full_since_ns >= FULL_RETRY_NS) {
+		d->full_since_ns = 0;
+		d->high = d->high_cfg;
+		d->low = d->low_cfg;
+		log_info("trying the configured cache capacity again dir=%s", d->store.dir);
+	}
+}
+
 /*
  * Make room for @size new bytes of dataset @ds. Returns true when they fit
  * under the high watermark; evicts down to the low one where the policy allows.
  */
 static bool make_room(struct granaryd *d, uint32_t ds, uint64_t size)
 {
-	uint64_t after = d->used + d->reserved + size;
+	uint64_t after;
 	struct policy_entry *e;
+
+	disk_full_recheck(d);
+	after = d->used + d->reserved + size;
 
 	if (size > d->high)
 		return false;
@@ -505,9 +540,14 @@ static void write_done(struct uring_req *r)
 {
 	struct fetch *f = r->arg;
 
+	if (r->res == -ENOSPC && f->srcfd >= 0) {
+		/* the disk holds less than configured: shrink, serve from the source */
+		disk_full(f->d);
+		release_staging(f);
+		fetch_direct(f);
+		return;
+	}
 	if (r->res < 0) {
-		if (r->res == -ENOSPC)
-			log_err("cache filesystem is full dir=%s", f->d->store.dir);
 		snprintf(f->msg, sizeof(f->msg), "writing the staging file failed: %s",
 			 strerror((int)-r->res));
 		fetch_fail(f, (int)r->res, f->msg);

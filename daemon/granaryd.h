@@ -80,10 +80,12 @@ struct granaryd {
 	size_t n_mounts;
 	struct mount *mounts;
 
-	uint64_t next_id;   /* next cache file id */
-	uint64_t used;	    /* bytes of complete objects */
-	uint64_t reserved;  /* bytes promised to fetches in flight */
-	uint64_t high, low; /* watermarks in bytes */
+	uint64_t next_id;	    /* next cache file id */
+	uint64_t used;		    /* bytes of complete objects */
+	uint64_t reserved;	    /* bytes promised to fetches in flight */
+	uint64_t high, low;	    /* watermarks in bytes, lowered while the disk is full */
+	uint64_t high_cfg, low_cfg; /* the configured ones */
+	int64_t full_since_ns;	    /* the cache's file system filled up (0: not) */
 	unsigned fetches_inflight;
 	struct qos qos; /* backend slots: foreground and background */
 

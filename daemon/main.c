@@ -458,6 +458,8 @@ int main(int argc, char **argv)
 		goto out;
 	d.high = (uint64_t)((double)cfg.cache.capacity * cfg.cache.high_watermark);
 	d.low = (uint64_t)((double)cfg.cache.capacity * cfg.cache.low_watermark);
+	d.high_cfg = d.high;
+	d.low_cfg = d.low;
 	if (setup_mounts(&d) < 0)
 		goto out;
 	if (!getenv("GRANARY_NO_FAST_PATH")) {

@@ -1,36 +1,2044 @@
 /*
- * peer.c - the rack (see peer.h). Without peers in the config every object is
- * this node's own.
+ * peer.c - the rack (see peer.h): membership, authentication, placement, and
+ * moving objects between nodes over fabric.c.
+ *
+ * DESIGN: every node keeps two sessions with every other node: the one it
+ * opened (its "out" session, over which it asks for objects and sends
+ * heartbeats) and the one the other opened (its "in" session, over which it
+ * answers). A session is opened by a four-way handshake that proves both
+ * sides hold the rack secret without sending it:
+ *
+ *   HELLO  initiator -> responder  sid, names, boot id, nonce_i
+ *   CHAL   responder -> initiator  boot id, nonce_r, HMAC(secret, "responder" | transcript)
+ *   AUTH   initiator -> responder  HMAC(secret, "initiator" | transcript)
+ *   OK     responder -> initiator  (the first message under the session key)
+ *
+ * and its key is HMAC(secret, "session" | transcript). Every later message
+ * carries an HMAC-SHA256 (truncated to 128 bits) of header and body under that
+ * key; anything else is dropped. A node whose proof is wrong is refused and
+ * logged once per episode; it never gets a session, so it can neither ask for
+ * nor be sent any object.
+ *
+ * Liveness: each node sends HB on its out session every peers.heartbeat and
+ * the other answers HB_ACK. A node whose acks stop for peers.miss_limit
+ * periods is down: what was in flight with it fails at once (fetch.c then
+ * reads the backend) and rendezvous hashing leaves it out. It is up again
+ * when a handshake with it completes. A new boot id in a HELLO or CHAL means
+ * the node restarted: whatever was in flight with its old self is dropped.
+ *
+ * Moving an object, requester R and owner O:
+ *
+ *   GET    R -> O  mount, path
+ *   INFO   O -> R  status, size, validator       (O ran fetch_get: cache or backend)
+ *   WIN    R -> O  offset, length, address, key  (R registered part of a memfd)
+ *   WDONE  O -> R  window written; the last one carries the checksum
+ *
+ * O reads its copy into registered buffers (io_uring, one read at a time per
+ * object so the checksum is computed in order) and fi_writes each chunk into
+ * R's window with delivery complete; WDONE leaves only after every write to
+ * the window has completed. R offers at most two windows per object and a
+ * bounded number of registered bytes in all, so pinned memory stays small
+ * whatever the object size. R hashes each window as it is done, then seals
+ * the memfd and checks the checksum before fetch.c sees it.
+ *
+ * O answers GETs through fetch_get(), so single flight holds across the rack:
+ * every node sends the misses of an object to its owner. A path being served
+ * to a peer is never forwarded again (peer_remote_owner() says no for it),
+ * so two nodes that briefly disagree on who is alive cannot bounce a request
+ * between them.
+ *
+ * Everything here runs on the loop thread. There is one rack per process.
  */
 #include "peer.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-int peer_start(struct granaryd *d)
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <xxhash.h>
+
+#include "fabric.h"
+#include "fetch.h"
+#include "log.h"
+#include "proto.h"
+#include "rendezvous.h"
+#include "uring.h"
+
+#define WIRE_MAGIC   0x4b415247u /* "GRAK" */
+#define WIRE_VERSION 1
+#define NODE_NAME_MAX 64 /* bytes with the NUL */
+#define NONCE_LEN     32
+#define KEY_LEN	      32
+#define MAC_LEN	      16
+#define SECRET_MIN    16
+#define SECRET_MAX    4096
+
+/* owner: registered read buffers */
+#define CHUNK_SIZE	(256u * 1024)
+#define CHUNKS		8
+#define CHUNKS_PER_PUSH 4
+/* requester: windows of the memfd registered for the owner's writes */
+#define WINDOW_SIZE	 (1024u * 1024)
+#define WINDOWS_PER_PULL 2
+#define WINDOW_BUDGET	 (4u * 1024 * 1024)
+
+#define TICK_NS		 (100LL * 1000000) /* deadlines, shutdown */
+#define HANDSHAKE_MIN_NS (250LL * 1000000) /* a HELLO waits at least this for its answer */
+#define UNKNOWN_LOG_NS	 (10LL * 1000000000)
+
+enum msg_type {
+	M_HELLO = 1,
+	M_CHAL = 2,
+	M_AUTH = 3,
+	M_OK = 4,
+	M_HB = 5,
+	M_HB_ACK = 6,
+	M_BYE = 7,
+	M_GET = 8,
+	M_INFO = 9,
+	M_WIN = 10,
+	M_WDONE = 11,
+	M_CANCEL = 12,
+};
+
+/*
+ * The header of every message. @init says whose session @sid is: 1 when the
+ * sender opened it, 0 when the receiver did. All fields in the byte order of
+ * the nodes (the rack is one architecture; a swapped magic is dropped).
+ */
+struct wire_hdr {
+	uint32_t magic;
+	uint8_t version;
+	uint8_t type;
+	uint8_t init;
+	uint8_t pad;
+	uint32_t len; /* body bytes that follow */
+	uint32_t pad2;
+	uint64_t sid;
+	uint8_t mac[MAC_LEN]; /* zero in HELLO, CHAL, AUTH */
+};
+
+struct m_hello {
+	char from[NODE_NAME_MAX];
+	char to[NODE_NAME_MAX];
+	uint64_t boot;
+	uint8_t nonce[NONCE_LEN];
+};
+
+struct m_chal {
+	uint64_t boot;
+	uint8_t nonce[NONCE_LEN];
+	uint8_t proof[KEY_LEN];
+};
+
+struct m_auth {
+	uint8_t proof[KEY_LEN];
+};
+
+struct m_hb {
+	uint64_t seq;
+	int64_t t_ns;
+};
+
+struct m_get {
+	uint64_t req;
+	uint16_t mount_len; /* the mount is the first mount_len bytes of the path */
+	uint16_t path_len;
+	uint32_t pad;
+	char path[]; /* not terminated */
+};
+
+struct m_info {
+	uint64_t req;
+	int32_t status; /* 0 or -errno */
+	uint32_t mode;
+	uint64_t size;
+	int64_t mtime_ns;
+	uint64_t ino;
+	uint32_t uid, gid;
+	uint64_t checksum; /* with size 0 only: there is no WDONE */
+	char etag[80];
+	char msg[160];
+};
+
+struct m_win {
+	uint64_t req;
+	uint32_t idx;
+	uint32_t len;
+	uint64_t off;
+	uint64_t raddr;
+	uint64_t rkey;
+};
+
+struct m_wdone {
+	uint64_t req;
+	uint32_t idx;
+	int32_t status;
+	uint64_t checksum; /* with last */
+	uint32_t last;
+	uint32_t pad;
+};
+
+struct m_cancel {
+	uint64_t req;
+};
+
+_Static_assert(sizeof(struct wire_hdr) == 40, "wire header layout");
+_Static_assert(sizeof(struct wire_hdr) + sizeof(struct m_get) + PROTO_PATH_MAX <= FABRIC_MSG_MAX,
+	       "a GET of the longest path fits a message");
+
+enum out_state { OUT_IDLE, OUT_HELLO, OUT_AUTH, OUT_UP };
+enum in_state { IN_NONE, IN_CHAL, IN_UP };
+
+struct session {
+	uint64_t sid;
+	uint64_t boot_i, boot_r;
+	uint8_t nonce_i[NONCE_LEN], nonce_r[NONCE_LEN];
+	uint8_t key[KEY_LEN];
+};
+
+struct node {
+	const char *name, *address;
+	int fid; /* fabric peer id; -1 for this node */
+	bool self, up;
+	/* the session this node opened to it */
+	enum out_state out;
+	struct session os;
+	int64_t hello_ns, last_ack_ns, up_since_ns, rtt_ns;
+	uint64_t hb_seq;
+	uint64_t boot; /* its boot id as last seen, 0 before */
+	/* the session it opened to this node */
+	enum in_state in;
+	struct session is;
+	bool auth_warned, mac_warned;
+	/* for status */
+	uint64_t pulls, pull_bytes, pull_failures;
+	uint64_t pushes, push_bytes, push_failures;
+	uint64_t downs, refused;
+};
+
+struct chunk {
+	struct chunk *next;
+	uint8_t *buf;
+	struct push *push;
+	uint32_t len;
+	int win; /* slot of the window it is written to */
+};
+
+struct pull_win {
+	bool active, written;
+	uint32_t idx, len;
+	uint64_t off;
+	size_t budget; /* registered bytes counted against WINDOW_BUDGET */
+	struct fabric_mr *mr;
+};
+
+/* Requester side: one object being fetched from its owner. */
+struct pull {
+	struct pull *next, *wnext;
+	struct node *n;
+	struct peer_call *call;
+	uint64_t req;
+	bool got_info, waiting_room, have_sum;
+	int64_t deadline_ns, start_ns;
+	int fd;
+	uint8_t *map;
+	uint64_t size, sum;
+	struct validator v;
+	uint32_t nwin, next_win, done_upto;
+	struct pull_win w[WINDOWS_PER_PULL];
+	XXH3_state_t *xx;
+	char path[];
+};
+
+struct push_win {
+	bool active;
+	uint32_t idx, len;
+	uint64_t off, raddr, rkey;
+	uint32_t posted, written; /* bytes read and posted; bytes whose write completed */
+};
+
+/* Owner side: one object being sent to a requester. */
+struct push {
+	struct push *next, *cnext;
+	struct peer *p;
+	struct node *n;
+	uint64_t req;
+	struct fetch_waiter w;
+	struct uring_req rd;
+	bool fetching, reading, aborted, orphan, waiting_chunk, have_expect;
+	int fd;
+	uint64_t size, expect, obj_id, read_off;
+	uint32_t next_idx, done_idx; /* next window expected from R; next WDONE to send */
+	uint64_t win_end;	     /* end offset of the last window offered */
+	unsigned writes;
+	struct chunk *rd_chunk;
+	struct push_win win[WINDOWS_PER_PULL];
+	XXH3_state_t *xx;
+	int64_t deadline_ns, start_ns;
+	struct mount *m;
+	char path[];
+};
+
+struct peer {
+	struct granaryd *d;
+	struct fabric *fab;
+	size_t n_nodes;
+	struct node *nodes;
+	struct node *self;
+	uint64_t *seeds;
+	bool *live;
+	size_t n_live;
+	uint8_t secret[SECRET_MAX];
+	size_t secret_len;
+	uint64_t boot;
+	int64_t hb_ns, down_ns, idle_ns;
+	struct event *ev_hb, *ev_tick;
+	uint64_t next_req;
+	struct pull *pulls;
+	struct push *pushes;
+	unsigned n_pulls, n_pushes;
+	/* owner: registered read buffers */
+	uint8_t *chunk_mem;
+	struct fabric_mr *chunk_mr;
+	struct chunk chunks[CHUNKS];
+	struct chunk *chunk_free;
+	struct push *chunk_wait_head, *chunk_wait_tail;
+	/* requester: registered window bytes */
+	size_t win_used;
+	struct pull *room_head, *room_tail;
+	/* for status */
+	uint64_t bad_macs, unknown_sessions, unknown_nodes, refused;
+	int64_t unknown_logged_ns;
+	bool leaving;
+};
+
+static struct peer *rack; /* one rack per process */
+
+/* ---- small helpers ---- */
+
+static void random_bytes(void *buf, size_t len)
 {
-	(void)d;
+	uint8_t *b = buf;
+
+	while (len) {
+		ssize_t n = getrandom(b, len, 0);
+
+		if (n < 0)
+			continue; /* EINTR; the pool is initialised long after boot */
+		b += n;
+		len -= (size_t)n;
+	}
+}
+
+static uint64_t random_u64(void)
+{
+	uint64_t v;
+
+	do
+		random_bytes(&v, sizeof(v));
+	while (v == 0);
+	return v;
+}
+
+static struct node *node_by_name(struct peer *p, const char *name)
+{
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		if (!strcmp(p->nodes[i].name, name))
+			return &p->nodes[i];
+	}
+	return NULL;
+}
+
+static void live_update(struct peer *p)
+{
+	p->n_live = 0;
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		p->live[i] = p->nodes[i].self || p->nodes[i].up;
+		p->n_live += p->live[i];
+	}
+}
+
+/* ---- authentication ---- */
+
+/* The transcript both proofs and the session key are computed over. */
+static size_t transcript(const struct session *s, const char *name_i, const char *name_r,
+			 const char *label, uint8_t *out, size_t outsz)
+{
+	size_t n = 0, l;
+
+#define PUT(ptr, len)                                                                              \
+	do {                                                                                       \
+		l = (len);                                                                         \
+		if (n + l <= outsz)                                                                \
+			memcpy(out + n, (ptr), l);                                                 \
+		n += l;                                                                            \
+	} while (0)
+	PUT("granary-rack-v1 ", 16);
+	PUT(label, strlen(label) + 1);
+	PUT(&s->sid, sizeof(s->sid));
+	PUT(name_i, strlen(name_i) + 1);
+	PUT(name_r, strlen(name_r) + 1);
+	PUT(&s->boot_i, sizeof(s->boot_i));
+	PUT(&s->boot_r, sizeof(s->boot_r));
+	PUT(s->nonce_i, NONCE_LEN);
+	PUT(s->nonce_r, NONCE_LEN);
+#undef PUT
+	return n;
+}
+
+static void rack_hmac(const uint8_t *key, size_t keylen, const void *data, size_t len,
+		      uint8_t out[KEY_LEN])
+{
+	unsigned int olen = KEY_LEN;
+
+	if (!HMAC(EVP_sha256(), key, (int)keylen, data, len, out, &olen))
+		memset(out, 0, KEY_LEN); /* never matches a real proof */
+}
+
+static void proof(struct peer *p, const struct session *s, const char *name_i, const char *name_r,
+		  const char *label, uint8_t out[KEY_LEN])
+{
+	uint8_t t[512];
+	size_t n = transcript(s, name_i, name_r, label, t, sizeof(t));
+
+	rack_hmac(p->secret, p->secret_len, t, n, out);
+	OPENSSL_cleanse(t, sizeof(t));
+}
+
+static void message_mac(const uint8_t key[KEY_LEN], const struct wire_hdr *h, const void *body,
+			uint8_t out[MAC_LEN])
+{
+	struct wire_hdr copy = *h;
+	uint8_t full[KEY_LEN];
+	unsigned int olen = KEY_LEN;
+	HMAC_CTX *ctx = HMAC_CTX_new();
+
+	memset(copy.mac, 0, MAC_LEN);
+	if (!ctx || !HMAC_Init_ex(ctx, key, KEY_LEN, EVP_sha256(), NULL) ||
+	    !HMAC_Update(ctx, (const uint8_t *)&copy, sizeof(copy)) ||
+	    (h->len && !HMAC_Update(ctx, body, h->len)) || !HMAC_Final(ctx, full, &olen))
+		memset(full, 0xff, sizeof(full));
+	HMAC_CTX_free(ctx);
+	memcpy(out, full, MAC_LEN);
+}
+
+/* Read the rack secret from @path: a regular file of mode 0600 or stricter. */
+static int secret_load(struct peer *p, const char *path)
+{
+	struct stat sb;
+	ssize_t n;
+	size_t len = 0;
+	int fd, rc = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		rc = -errno;
+		log_errno(LOG_ERR, rc, "cannot open the rack secret peers.secret_file=%s", path);
+		return rc;
+	}
+	if (fstat(fd, &sb) < 0) {
+		rc = -errno;
+		log_errno(LOG_ERR, rc, "cannot stat the rack secret peers.secret_file=%s", path);
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		log_err("the rack secret is not a regular file peers.secret_file=%s", path);
+		rc = -EINVAL;
+		goto out;
+	}
+	if (sb.st_mode & 077) {
+		log_err("the rack secret must not be readable by group or others "
+			"peers.secret_file=%s mode=%04o (chmod 600 %s)",
+			path, (unsigned)(sb.st_mode & 07777), path);
+		rc = -EPERM;
+		goto out;
+	}
+	while (len < sizeof(p->secret) && (n = read(fd, p->secret + len, sizeof(p->secret) - len))) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			log_errno(LOG_ERR, rc, "cannot read the rack secret peers.secret_file=%s",
+				  path);
+			goto out;
+		}
+		len += (size_t)n;
+	}
+	/* a trailing newline from an editor or echo is not part of the secret */
+	while (len && (p->secret[len - 1] == '\n' || p->secret[len - 1] == '\r' ||
+		       p->secret[len - 1] == ' ' || p->secret[len - 1] == '\t'))
+		len--;
+	if (len < SECRET_MIN) {
+		log_err("the rack secret is too short peers.secret_file=%s bytes=%zu minimum=%d "
+			"(head -c 32 /dev/urandom | base64 > FILE)",
+			path, len, SECRET_MIN);
+		rc = -EINVAL;
+		goto out;
+	}
+	p->secret_len = len;
+out:
+	close(fd);
+	return rc;
+}
+
+/* ---- sending ---- */
+
+/*
+ * Send a message of @type to @n on the session @sid (@init: this node opened
+ * it). With @key the message is authenticated; handshake messages go without.
+ */
+static int send_raw(struct peer *p, struct node *n, int type, bool init, uint64_t sid,
+		    const uint8_t *key, const void *body, size_t len)
+{
+	uint8_t buf[FABRIC_MSG_MAX];
+	struct wire_hdr h;
+
+	if (sizeof(h) + len > sizeof(buf))
+		return -EMSGSIZE;
+	memset(&h, 0, sizeof(h));
+	h.magic = WIRE_MAGIC;
+	h.version = WIRE_VERSION;
+	h.type = (uint8_t)type;
+	h.init = init ? 1 : 0;
+	h.len = (uint32_t)len;
+	h.sid = sid;
+	if (key)
+		message_mac(key, &h, body, h.mac);
+	memcpy(buf, &h, sizeof(h));
+	if (len)
+		memcpy(buf + sizeof(h), body, len);
+	return fabric_send(p->fab, n->fid, buf, sizeof(h) + len);
+}
+
+/* On this node's own session with @n (requests, heartbeats). */
+static int send_out(struct peer *p, struct node *n, int type, const void *body, size_t len)
+{
+	return send_raw(p, n, type, true, n->os.sid, n->os.key, body, len);
+}
+
+/* On @n's session with this node (answers). */
+static int send_in(struct peer *p, struct node *n, int type, const void *body, size_t len)
+{
+	return send_raw(p, n, type, false, n->is.sid, n->is.key, body, len);
+}
+
+/* ---- requester side: pulls ---- */
+
+static void pull_pump_room(struct peer *p);
+
+static void pull_release_windows(struct peer *p, struct pull *pl)
+{
+	for (int i = 0; i < WINDOWS_PER_PULL; i++) {
+		struct pull_win *w = &pl->w[i];
+
+		if (!w->active)
+			continue;
+		fabric_mr_close(w->mr);
+		w->mr = NULL;
+		p->win_used -= w->budget;
+		w->active = false;
+	}
+}
+
+static void pull_unlink(struct peer *p, struct pull *pl)
+{
+	struct pull **pp;
+
+	for (pp = &p->pulls; *pp; pp = &(*pp)->next) {
+		if (*pp == pl) {
+			*pp = pl->next;
+			p->n_pulls--;
+			break;
+		}
+	}
+	if (pl->waiting_room) {
+		struct pull *prev = NULL, *q;
+
+		for (q = p->room_head; q && q != pl; q = q->wnext)
+			prev = q;
+		if (q) {
+			if (prev)
+				prev->wnext = q->wnext;
+			else
+				p->room_head = q->wnext;
+			if (p->room_tail == q)
+				p->room_tail = prev;
+		}
+		pl->waiting_room = false;
+	}
+}
+
+static void pull_free(struct pull *pl)
+{
+	if (pl->map && pl->size)
+		munmap(pl->map, pl->size);
+	if (pl->fd >= 0)
+		close(pl->fd);
+	XXH3_freeState(pl->xx);
+	free(pl);
+}
+
+/*
+ * End @pl with @err (0: success, call->fd holds the sealed memfd). @tell: ask
+ * the owner to stop (it may still be writing). Calls the caller's done().
+ */
+static void pull_end(struct peer *p, struct pull *pl, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void pull_end(struct peer *p, struct pull *pl, int err, const char *fmt, ...)
+{
+	struct peer_call *call = pl->call;
+	struct node *n = pl->n;
+	bool had_windows = false;
+	va_list ap;
+
+	for (int i = 0; i < WINDOWS_PER_PULL; i++)
+		had_windows |= pl->w[i].active;
+	pull_release_windows(p, pl);
+	pull_unlink(p, pl);
+	call->fd = -1;
+	call->err = err;
+	call->msg[0] = '\0';
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(call->msg, sizeof(call->msg), fmt, ap);
+		va_end(ap);
+	}
+	if (err) {
+		struct m_cancel c = {.req = pl->req};
+
+		n->pull_failures++;
+		if (had_windows || !pl->got_info) {
+			/* the owner may be working on it still */
+			if (n->out == OUT_UP)
+				send_out(p, n, M_CANCEL, &c, sizeof(c));
+		}
+		log_debug("peer fetch failed path=%s owner=%s detail=\"%s\"", pl->path, n->name,
+			  call->msg);
+		pull_free(pl);
+	} else {
+		call->fd = pl->fd;
+		call->v = pl->v;
+		call->checksum = pl->sum;
+		pl->fd = -1;
+		n->pulls++;
+		n->pull_bytes += pl->size;
+		log_debug("fetched from peer path=%s owner=%s bytes=%llu ms=%.3f", pl->path,
+			  n->name, (unsigned long long)pl->size,
+			  (double)(granaryd_now_ns() - pl->start_ns) / 1e6);
+		pull_free(pl);
+	}
+	pull_pump_room(p);
+	call->done(call);
+}
+
+/* Every window is written and hashed: seal, check, hand over. */
+static void pull_complete(struct peer *p, struct pull *pl)
+{
+	uint64_t sum = XXH3_64bits_digest(pl->xx);
+
+	if (!pl->have_sum || sum != pl->sum) {
+		pull_end(p, pl, -EIO, "the bytes from %s do not match their checksum",
+			 pl->n->name);
+		return;
+	}
+	if (pl->map && pl->size)
+		munmap(pl->map, pl->size);
+	pl->map = NULL;
+	if (fcntl(pl->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) <
+	    0) {
+		pull_end(p, pl, -errno, "cannot seal the memfd");
+		return;
+	}
+	pull_end(p, pl, 0, NULL);
+}
+
+/* Offer the owner the next windows of @pl while room allows. */
+static int pull_offer(struct peer *p, struct pull *pl)
+{
+	while (pl->next_win < pl->nwin) {
+		struct pull_win *w = &pl->w[pl->next_win % WINDOWS_PER_PULL];
+		uint64_t off = (uint64_t)pl->next_win * WINDOW_SIZE;
+		uint32_t len = (uint32_t)(pl->size - off < WINDOW_SIZE ? pl->size - off
+								      : WINDOW_SIZE);
+		size_t budget = ((size_t)len + 4095) & ~(size_t)4095;
+		struct m_win m;
+		int rc;
+
+		if (w->active)
+			break; /* two windows out already */
+		if (p->win_used + budget > WINDOW_BUDGET && p->win_used > 0)
+			break; /* full: a window that ends makes room */
+		rc = fabric_mr_reg(p->fab, pl->map + off, len, true, &w->mr, &m.raddr, &m.rkey);
+		if (rc < 0) {
+			if (rc == -ENOMEM || rc == -EPERM)
+				log_errno(LOG_WARNING, rc,
+					  "cannot register a receive window bytes=%u: with an RDMA "
+					  "provider raise the locked-memory limit (ulimit -l)",
+					  len);
+			return rc;
+		}
+		w->active = true;
+		w->written = false;
+		w->idx = pl->next_win;
+		w->off = off;
+		w->len = len;
+		w->budget = budget;
+		p->win_used += budget;
+		m.req = pl->req;
+		m.idx = w->idx;
+		m.len = len;
+		m.off = off;
+		rc = send_out(p, pl->n, M_WIN, &m, sizeof(m));
+		if (rc < 0)
+			return rc;
+		pl->next_win++;
+	}
 	return 0;
 }
 
-void peer_stop(struct granaryd *d)
+static bool pull_has_windows(const struct pull *pl)
 {
-	(void)d;
+	for (int i = 0; i < WINDOWS_PER_PULL; i++) {
+		if (pl->w[i].active)
+			return true;
+	}
+	return false;
 }
+
+/* Offer windows to @pl, or queue it for room; ends it on failure. */
+static void pull_advance(struct peer *p, struct pull *pl)
+{
+	int rc = pull_offer(p, pl);
+
+	if (rc < 0) {
+		pull_end(p, pl, -EIO, "cannot offer a window to %s: %s", pl->n->name,
+			 strerror(-rc));
+		return;
+	}
+	if (pl->next_win < pl->nwin && !pull_has_windows(pl) && !pl->waiting_room) {
+		pl->waiting_room = true;
+		pl->wnext = NULL;
+		if (p->room_tail)
+			p->room_tail->wnext = pl;
+		else
+			p->room_head = pl;
+		p->room_tail = pl;
+	}
+}
+
+/* Room was freed: the pulls waiting for it go on, in order. */
+static void pull_pump_room(struct peer *p)
+{
+	while (p->room_head && p->win_used + WINDOW_SIZE <= WINDOW_BUDGET) {
+		struct pull *pl = p->room_head;
+
+		p->room_head = pl->wnext;
+		if (!p->room_head)
+			p->room_tail = NULL;
+		pl->waiting_room = false;
+		pull_advance(p, pl);
+	}
+}
+
+static struct pull *pull_find(struct peer *p, struct node *n, uint64_t req)
+{
+	for (struct pull *pl = p->pulls; pl; pl = pl->next) {
+		if (pl->req == req && pl->n == n)
+			return pl;
+	}
+	return NULL;
+}
+
+static void on_info(struct peer *p, struct node *n, const struct m_info *m)
+{
+	struct pull *pl = pull_find(p, n, m->req);
+
+	if (!pl || pl->got_info)
+		return;
+	pl->got_info = true;
+	pl->deadline_ns = granaryd_now_ns() + p->idle_ns;
+	if (m->status) {
+		char msg[sizeof(m->msg) + 1];
+
+		memcpy(msg, m->msg, sizeof(m->msg));
+		msg[sizeof(m->msg)] = '\0';
+		pull_end(p, pl, -EIO, "%s answered: %s%s%s", n->name, strerror(-m->status),
+			 msg[0] ? ": " : "", msg);
+		return;
+	}
+	pl->size = m->size;
+	memset(&pl->v, 0, sizeof(pl->v));
+	pl->v.size = m->size;
+	pl->v.mtime_ns = m->mtime_ns;
+	pl->v.ino = m->ino;
+	pl->v.mode = m->mode;
+	pl->v.uid = m->uid;
+	pl->v.gid = m->gid;
+	memcpy(pl->v.etag, m->etag, sizeof(pl->v.etag));
+	pl->v.etag[sizeof(pl->v.etag) - 1] = '\0';
+
+	pl->fd = memfd_create("granary-peer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (pl->fd < 0) {
+		pull_end(p, pl, -errno, "memfd_create failed");
+		return;
+	}
+	if (ftruncate(pl->fd, (off_t)pl->size) < 0) {
+		pull_end(p, pl, -errno, "cannot size a memfd of %llu bytes",
+			 (unsigned long long)pl->size);
+		return;
+	}
+	if (pl->size == 0) {
+		pl->sum = m->checksum;
+		pl->have_sum = true;
+		pull_complete(p, pl);
+		return;
+	}
+	pl->map = mmap(NULL, pl->size, PROT_READ | PROT_WRITE, MAP_SHARED, pl->fd, 0);
+	if (pl->map == MAP_FAILED) {
+		pl->map = NULL;
+		pull_end(p, pl, -errno, "cannot map a memfd of %llu bytes",
+			 (unsigned long long)pl->size);
+		return;
+	}
+	pl->nwin = (uint32_t)((pl->size + WINDOW_SIZE - 1) / WINDOW_SIZE);
+	pull_advance(p, pl);
+}
+
+static void on_wdone(struct peer *p, struct node *n, const struct m_wdone *m)
+{
+	struct pull *pl = pull_find(p, n, m->req);
+	struct pull_win *w;
+
+	if (!pl)
+		return;
+	pl->deadline_ns = granaryd_now_ns() + p->idle_ns;
+	if (m->status) {
+		pull_end(p, pl, -EIO, "%s failed to send it: %s", n->name, strerror(-m->status));
+		return;
+	}
+	w = &pl->w[m->idx % WINDOWS_PER_PULL];
+	if (!w->active || w->idx != m->idx) {
+		pull_end(p, pl, -EIO, "%s reported an unknown window %u", n->name, m->idx);
+		return;
+	}
+	w->written = true;
+	if (m->last) {
+		pl->sum = m->checksum;
+		pl->have_sum = true;
+	}
+	/* hash and let go of the windows that are done, in order */
+	for (;;) {
+		w = &pl->w[pl->done_upto % WINDOWS_PER_PULL];
+		if (pl->done_upto >= pl->nwin || !w->active || w->idx != pl->done_upto ||
+		    !w->written)
+			break;
+		fabric_mr_close(w->mr);
+		w->mr = NULL;
+		XXH3_64bits_update(pl->xx, pl->map + w->off, w->len);
+		w->active = false;
+		p->win_used -= w->budget;
+		pl->done_upto++;
+	}
+	if (pl->done_upto == pl->nwin) {
+		pull_complete(p, pl);
+		return;
+	}
+	pull_advance(p, pl);
+	pull_pump_room(p);
+}
+
+/* Fail everything asked of @n. */
+static void pulls_fail_node(struct peer *p, struct node *n, int err, const char *why)
+{
+	struct pull *pl, *next;
+
+	for (pl = p->pulls; pl; pl = next) {
+		next = pl->next;
+		if (pl->n == n) {
+			pull_end(p, pl, err, "%s: %s", n->name, why);
+			next = p->pulls; /* the list may have changed under done() */
+		}
+	}
+}
+
+/* ---- owner side: pushes ---- */
+
+static void push_pump(struct push *ps);
+static void chunks_pump(struct peer *p);
+
+static void push_unlink(struct peer *p, struct push *ps)
+{
+	struct push **pp;
+
+	for (pp = &p->pushes; *pp; pp = &(*pp)->next) {
+		if (*pp == ps) {
+			*pp = ps->next;
+			p->n_pushes--;
+			break;
+		}
+	}
+	if (ps->waiting_chunk) {
+		struct push *prev = NULL, *q;
+
+		for (q = p->chunk_wait_head; q && q != ps; q = q->cnext)
+			prev = q;
+		if (q) {
+			if (prev)
+				prev->cnext = q->cnext;
+			else
+				p->chunk_wait_head = q->cnext;
+			if (p->chunk_wait_tail == q)
+				p->chunk_wait_tail = prev;
+		}
+		ps->waiting_chunk = false;
+	}
+}
+
+static void push_destroy(struct push *ps)
+{
+	if (ps->fd >= 0)
+		close(ps->fd);
+	XXH3_freeState(ps->xx);
+	free(ps);
+}
+
+/* Free @ps once nothing it started is outstanding. */
+static void push_maybe_free(struct push *ps)
+{
+	if (ps->fetching || ps->reading || ps->writes)
+		return;
+	if (!ps->orphan)
+		push_unlink(ps->p, ps);
+	push_destroy(ps);
+}
+
+/* Stop sending @ps; with @err tell the requester (0: it knows, or is gone). */
+static void push_abort(struct push *ps, int err, const char *why)
+{
+	struct peer *p = ps->p;
+
+	if (ps->aborted)
+		return;
+	ps->aborted = true;
+	if (why) {
+		ps->n->push_failures++;
+		log_debug("serving a peer stopped path=%s peer=%s detail=\"%s\"", ps->path,
+			  ps->n->name, why);
+	}
+	if (err && ps->n->in == IN_UP) {
+		struct m_wdone m = {.req = ps->req, .idx = ps->done_idx, .status = err};
+
+		send_in(p, ps->n, M_WDONE, &m, sizeof(m));
+	}
+	if (ps->waiting_chunk) {
+		push_unlink(p, ps);
+		ps->next = NULL;
+		/* relinked below so push_maybe_free finds it */
+		ps->next = p->pushes;
+		p->pushes = ps;
+		p->n_pushes++;
+	}
+	push_maybe_free(ps);
+}
+
+static void chunk_put(struct peer *p, struct chunk *c)
+{
+	c->push = NULL;
+	c->next = p->chunk_free;
+	p->chunk_free = c;
+}
+
+/* Send the WDONEs that are due, in window order; end the push after the last. */
+static void push_report(struct push *ps)
+{
+	struct peer *p = ps->p;
+
+	for (;;) {
+		struct push_win *w = &ps->win[ps->done_idx % WINDOWS_PER_PULL];
+		struct m_wdone m;
+		bool last;
+
+		if (!w->active || w->idx != ps->done_idx || w->written < w->len)
+			return;
+		last = w->off + w->len == ps->size;
+		memset(&m, 0, sizeof(m));
+		m.req = ps->req;
+		m.idx = w->idx;
+		if (last) {
+			m.checksum = XXH3_64bits_digest(ps->xx);
+			m.last = 1;
+			if (ps->have_expect && m.checksum != ps->expect) {
+				struct object *o = index_get(p->d->idx, ps->path);
+
+				log_warn("cache file failed its checksum while serving a peer, "
+					 "dropped path=%s id=%llu",
+					 ps->path, (unsigned long long)ps->obj_id);
+				p->d->c.corrupt++;
+				if (o && o->state == OBJ_CACHED && o->id == ps->obj_id)
+					fetch_drop(p->d, o, false);
+				push_abort(ps, -EIO, "cached copy failed its checksum");
+				return;
+			}
+		}
+		if (send_in(p, ps->n, M_WDONE, &m, sizeof(m)) < 0) {
+			push_abort(ps, 0, "cannot send to the requester");
+			return;
+		}
+		w->active = false;
+		ps->done_idx++;
+		if (last) {
+			ps->n->pushes++;
+			ps->n->push_bytes += ps->size;
+			log_debug("served a peer path=%s peer=%s bytes=%llu ms=%.3f", ps->path,
+				  ps->n->name, (unsigned long long)ps->size,
+				  (double)(granaryd_now_ns() - ps->start_ns) / 1e6);
+			ps->aborted = true; /* nothing more to do */
+			push_maybe_free(ps);
+			return;
+		}
+	}
+}
+
+static void push_write_done(struct peer *p, struct chunk *c, int err)
+{
+	struct push *ps = c->push;
+	struct push_win *w = &ps->win[c->win];
+
+	ps->writes--;
+	if (!ps->aborted && !err)
+		w->written += c->len;
+	chunk_put(p, c);
+	if (ps->aborted) {
+		push_maybe_free(ps);
+	} else if (err) {
+		push_abort(ps, 0, strerror(-err));
+	} else {
+		push_report(ps);
+		if (!ps->aborted)
+			push_pump(ps);
+	}
+	chunks_pump(p);
+}
+
+static void push_read_done(struct uring_req *r)
+{
+	struct push *ps = r->arg;
+	struct peer *p = ps->p;
+	struct chunk *c = ps->rd_chunk;
+	struct push_win *w;
+	int rc;
+
+	ps->reading = false;
+	ps->rd_chunk = NULL;
+	if (ps->orphan) {
+		/* the rack stopped: the buffer pool was left alone for this read */
+		push_maybe_free(ps);
+		return;
+	}
+	if (ps->aborted || r->res != (ssize_t)c->len) {
+		chunk_put(p, c);
+		if (!ps->aborted)
+			push_abort(ps, -EIO,
+				   r->res < 0 ? strerror((int)-r->res) : "short read of the copy");
+		else
+			push_maybe_free(ps);
+		chunks_pump(p);
+		return;
+	}
+	XXH3_64bits_update(ps->xx, c->buf, c->len);
+	ps->read_off += c->len;
+	w = &ps->win[c->win];
+	rc = fabric_write(p->fab, ps->n->fid, p->chunk_mr, c->buf, c->len,
+			  w->raddr + (ps->read_off - c->len - w->off), w->rkey, c);
+	if (rc < 0) {
+		chunk_put(p, c);
+		push_abort(ps, 0, "cannot post a write");
+		chunks_pump(p);
+		return;
+	}
+	ps->writes++;
+	push_pump(ps);
+}
+
+/* Start the next read of @ps when a window has room, a buffer is free and none is going. */
+static void push_pump(struct push *ps)
+{
+	struct peer *p = ps->p;
+	struct push_win *w = NULL;
+	struct chunk *c;
+
+	if (ps->aborted || ps->reading || ps->writes >= CHUNKS_PER_PUSH)
+		return;
+	for (uint32_t i = ps->done_idx; i < ps->next_idx; i++) {
+		struct push_win *x = &ps->win[i % WINDOWS_PER_PULL];
+
+		if (x->active && x->posted < x->len) {
+			w = x;
+			break;
+		}
+	}
+	if (!w)
+		return;
+	c = p->chunk_free;
+	if (!c) {
+		if (!ps->waiting_chunk) {
+			ps->waiting_chunk = true;
+			ps->cnext = NULL;
+			if (p->chunk_wait_tail)
+				p->chunk_wait_tail->cnext = ps;
+			else
+				p->chunk_wait_head = ps;
+			p->chunk_wait_tail = ps;
+		}
+		return;
+	}
+	p->chunk_free = c->next;
+	c->push = ps;
+	c->win = (int)(w - ps->win);
+	c->len = w->len - w->posted < CHUNK_SIZE ? w->len - w->posted : CHUNK_SIZE;
+	w->posted += c->len;
+	ps->rd_chunk = c;
+	ps->reading = true;
+	memset(&ps->rd, 0, sizeof(ps->rd));
+	ps->rd.op = URING_READ;
+	ps->rd.fd = ps->fd;
+	ps->rd.buf = c->buf;
+	ps->rd.len = c->len;
+	ps->rd.off = (off_t)ps->read_off;
+	ps->rd.done = push_read_done;
+	ps->rd.arg = ps;
+	uring_submit(p->d->io, &ps->rd);
+}
+
+/* Buffers came free: the pushes waiting for one go on, in order. */
+static void chunks_pump(struct peer *p)
+{
+	while (p->chunk_free && p->chunk_wait_head) {
+		struct push *ps = p->chunk_wait_head;
+
+		p->chunk_wait_head = ps->cnext;
+		if (!p->chunk_wait_head)
+			p->chunk_wait_tail = NULL;
+		ps->waiting_chunk = false;
+		push_pump(ps);
+	}
+}
+
+static void send_info_error(struct peer *p, struct node *n, uint64_t req, int err,
+			    const char *msg)
+{
+	struct m_info m;
+
+	memset(&m, 0, sizeof(m));
+	m.req = req;
+	m.status = err ? err : -EIO;
+	snprintf(m.msg, sizeof(m.msg), "%s", msg ? msg : "");
+	send_in(p, n, M_INFO, &m, sizeof(m));
+}
+
+/* fetch_get answered the owner: describe the object to the requester. */
+static void push_fetched(struct fetch_waiter *w, struct object *o, int direct_fd, int err,
+			 const char *msg, enum proto_source src)
+{
+	struct push *ps = (struct push *)((char *)w - offsetof(struct push, w));
+	struct peer *p = ps->p;
+	struct validator v;
+	struct m_info m;
+	struct stat sb;
+
+	(void)src;
+	ps->fetching = false;
+	if (ps->orphan || ps->aborted) {
+		if (direct_fd >= 0)
+			close(direct_fd);
+		push_maybe_free(ps);
+		return;
+	}
+	if (err) {
+		send_info_error(p, ps->n, ps->req, err, msg);
+		ps->n->push_failures++;
+		ps->aborted = true;
+		push_maybe_free(ps);
+		return;
+	}
+	memset(&v, 0, sizeof(v));
+	if (o) {
+		ps->fd = fetch_open_cached(p->d, o);
+		if (ps->fd < 0) {
+			send_info_error(p, ps->n, ps->req, ps->fd, "cannot open the cached copy");
+			ps->aborted = true;
+			push_maybe_free(ps);
+			return;
+		}
+		v = o->v;
+		ps->expect = o->checksum;
+		ps->have_expect = true;
+		ps->obj_id = o->id;
+	} else {
+		/*
+		 * Not kept here (the policy said no): the source itself, a file
+		 * or a sealed memfd. Its own description is the best there is.
+		 */
+		ps->fd = direct_fd;
+		if (fstat(ps->fd, &sb) < 0) {
+			send_info_error(p, ps->n, ps->req, -errno, "fstat of the source failed");
+			ps->aborted = true;
+			push_maybe_free(ps);
+			return;
+		}
+		v.size = (uint64_t)sb.st_size;
+		v.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+		v.ino = (uint64_t)sb.st_ino;
+		v.mode = (uint32_t)sb.st_mode;
+		v.uid = (uint32_t)sb.st_uid;
+		v.gid = (uint32_t)sb.st_gid;
+	}
+	ps->size = v.size;
+	memset(&m, 0, sizeof(m));
+	m.req = ps->req;
+	m.size = v.size;
+	m.mtime_ns = v.mtime_ns;
+	m.ino = v.ino;
+	m.mode = v.mode;
+	m.uid = v.uid;
+	m.gid = v.gid;
+	memcpy(m.etag, v.etag, sizeof(m.etag));
+	if (v.size == 0)
+		m.checksum = XXH3_64bits(NULL, 0);
+	ps->deadline_ns = granaryd_now_ns() + p->idle_ns;
+	if (send_in(p, ps->n, M_INFO, &m, sizeof(m)) < 0) {
+		push_abort(ps, 0, "cannot send to the requester");
+		return;
+	}
+	if (v.size == 0) {
+		ps->n->pushes++;
+		ps->aborted = true;
+		push_maybe_free(ps);
+	}
+}
+
+static void on_get(struct peer *p, struct node *n, const struct m_get *m, size_t len)
+{
+	char path[PROTO_PATH_MAX + 1], norm[PROTO_PATH_MAX + 1];
+	struct mount *mt;
+	struct push *ps;
+	size_t plen = m->path_len;
+
+	if (len < sizeof(*m) + plen || plen == 0 || plen > PROTO_PATH_MAX ||
+	    m->mount_len > plen) {
+		send_info_error(p, n, m->req, -EINVAL, "malformed request");
+		return;
+	}
+	memcpy(path, m->path, plen);
+	path[plen] = '\0';
+	if (memchr(path, '\0', plen) ||
+	    proto_path_normalize(path, plen, norm, sizeof(norm)) < 0 || strcmp(norm, path) != 0) {
+		send_info_error(p, n, m->req, -EINVAL, "path not normalised");
+		return;
+	}
+	mt = granaryd_mount_find(p->d, path);
+	if (!mt || strlen(mt->cfg->path) != m->mount_len ||
+	    memcmp(mt->cfg->path, path, m->mount_len) != 0) {
+		send_info_error(p, n, m->req, -ENOENT, "no such mount on this node");
+		return;
+	}
+	if (p->d->stopping || p->leaving) {
+		send_info_error(p, n, m->req, -ESHUTDOWN, "shutting down");
+		return;
+	}
+	ps = calloc(1, sizeof(*ps) + plen + 1);
+	if (!ps || !(ps->xx = XXH3_createState())) {
+		free(ps);
+		send_info_error(p, n, m->req, -ENOMEM, "out of memory");
+		return;
+	}
+	XXH3_64bits_reset(ps->xx);
+	memcpy(ps->path, path, plen + 1);
+	ps->p = p;
+	ps->n = n;
+	ps->m = mt;
+	ps->req = m->req;
+	ps->fd = -1;
+	ps->start_ns = granaryd_now_ns();
+	ps->deadline_ns = ps->start_ns + p->idle_ns;
+	ps->next = p->pushes;
+	p->pushes = ps;
+	p->n_pushes++;
+	ps->w.done = push_fetched;
+	ps->w.who = NULL; /* the requester checked its caller; peers are trusted */
+	ps->w.foreground = true;
+	ps->w.want_fd = true;
+	ps->fetching = true;
+	fetch_get(p->d, mt, ps->path, &ps->w); /* may answer before returning */
+}
+
+static struct push *push_find(struct peer *p, struct node *n, uint64_t req)
+{
+	for (struct push *ps = p->pushes; ps; ps = ps->next) {
+		if (ps->req == req && ps->n == n)
+			return ps;
+	}
+	return NULL;
+}
+
+static void on_win(struct peer *p, struct node *n, const struct m_win *m)
+{
+	struct push *ps = push_find(p, n, m->req);
+	struct push_win *w;
+
+	if (!ps || ps->aborted || ps->fetching)
+		return;
+	w = &ps->win[m->idx % WINDOWS_PER_PULL];
+	if (m->idx != ps->next_idx || w->active || m->off != ps->win_end || m->len == 0 ||
+	    m->off + m->len > ps->size) {
+		push_abort(ps, -EPROTO, "a window out of order");
+		return;
+	}
+	memset(w, 0, sizeof(*w));
+	w->active = true;
+	w->idx = m->idx;
+	w->len = m->len;
+	w->off = m->off;
+	w->raddr = m->raddr;
+	w->rkey = m->rkey;
+	ps->next_idx++;
+	ps->win_end = m->off + m->len;
+	ps->deadline_ns = granaryd_now_ns() + p->idle_ns;
+	push_pump(ps);
+}
+
+static void on_cancel(struct peer *p, struct node *n, const struct m_cancel *m)
+{
+	struct push *ps = push_find(p, n, m->req);
+
+	if (ps)
+		push_abort(ps, 0, NULL);
+}
+
+static void pushes_abort_node(struct peer *p, struct node *n)
+{
+	struct push *ps, *next;
+
+	for (ps = p->pushes; ps; ps = next) {
+		next = ps->next;
+		if (ps->n == n && !ps->aborted) {
+			push_abort(ps, 0, "the requester is gone");
+			next = p->pushes;
+		}
+	}
+}
+
+/* ---- membership ---- */
+
+static void node_up(struct peer *p, struct node *n)
+{
+	if (n->up)
+		return;
+	n->up = true;
+	n->up_since_ns = granaryd_now_ns();
+	n->auth_warned = false;
+	live_update(p);
+	log_info("peer up name=%s address=%s live=%zu", n->name, n->address, p->n_live);
+}
+
+/* @n is gone (or restarted): drop what was in flight with it. */
+static void node_down(struct peer *p, struct node *n, const char *why)
+{
+	bool was_up = n->up;
+
+	n->up = false;
+	n->out = OUT_IDLE;
+	n->hello_ns = 0;
+	live_update(p);
+	if (was_up) {
+		n->downs++;
+		log_warn("peer down name=%s address=%s reason=\"%s\" live=%zu", n->name,
+			 n->address, why, p->n_live);
+	}
+	pulls_fail_node(p, n, -EHOSTUNREACH, why);
+	pushes_abort_node(p, n);
+	fabric_peer_reset(p->fab, n->fid);
+}
+
+/* A boot id from @n: a new one means it restarted since we last spoke. */
+static void node_boot(struct peer *p, struct node *n, uint64_t boot)
+{
+	if (n->boot && boot != n->boot) {
+		log_info("peer restarted name=%s", n->name);
+		node_down(p, n, "restarted");
+	}
+	n->boot = boot;
+}
+
+static void send_hello(struct peer *p, struct node *n)
+{
+	struct m_hello h;
+
+	memset(&h, 0, sizeof(h));
+	memset(&n->os, 0, sizeof(n->os));
+	n->os.sid = random_u64();
+	n->os.boot_i = p->boot;
+	random_bytes(n->os.nonce_i, NONCE_LEN);
+	snprintf(h.from, sizeof(h.from), "%s", p->self->name);
+	snprintf(h.to, sizeof(h.to), "%s", n->name);
+	h.boot = p->boot;
+	memcpy(h.nonce, n->os.nonce_i, NONCE_LEN);
+	n->out = OUT_HELLO;
+	n->hello_ns = granaryd_now_ns();
+	send_raw(p, n, M_HELLO, true, n->os.sid, NULL, &h, sizeof(h));
+}
+
+static void on_hello(struct peer *p, const struct wire_hdr *hdr, const struct m_hello *m)
+{
+	char from[NODE_NAME_MAX], to[NODE_NAME_MAX];
+	struct node *n;
+	struct m_chal c;
+
+	memcpy(from, m->from, sizeof(from));
+	memcpy(to, m->to, sizeof(to));
+	from[sizeof(from) - 1] = to[sizeof(to) - 1] = '\0';
+	n = node_by_name(p, from);
+	if (!n || n->self || strcmp(to, p->self->name) != 0) {
+		int64_t now = granaryd_now_ns();
+
+		p->unknown_nodes++;
+		if (now - p->unknown_logged_ns > UNKNOWN_LOG_NS) {
+			p->unknown_logged_ns = now;
+			log_warn("hello from a node not in peers.nodes refused name=\"%s\" to=\"%s\"",
+				 from, to);
+		}
+		return;
+	}
+	node_boot(p, n, m->boot);
+	if (n->in != IN_NONE)
+		pushes_abort_node(p, n); /* they belonged to its previous session */
+	memset(&n->is, 0, sizeof(n->is));
+	n->is.sid = hdr->sid;
+	n->is.boot_i = m->boot;
+	n->is.boot_r = p->boot;
+	memcpy(n->is.nonce_i, m->nonce, NONCE_LEN);
+	random_bytes(n->is.nonce_r, NONCE_LEN);
+	n->in = IN_CHAL;
+	memset(&c, 0, sizeof(c));
+	c.boot = p->boot;
+	memcpy(c.nonce, n->is.nonce_r, NONCE_LEN);
+	proof(p, &n->is, n->name, p->self->name, "responder", c.proof);
+	send_raw(p, n, M_CHAL, false, n->is.sid, NULL, &c, sizeof(c));
+	/* it is talking: ours to it need not wait for the next heartbeat */
+	if (n->out == OUT_IDLE)
+		send_hello(p, n);
+}
+
+static void on_chal(struct peer *p, const struct wire_hdr *hdr, const struct m_chal *m)
+{
+	uint8_t want[KEY_LEN], t[512];
+	struct m_auth a;
+	struct node *n = NULL;
+	size_t len;
+
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		if (!p->nodes[i].self && p->nodes[i].out == OUT_HELLO &&
+		    p->nodes[i].os.sid == hdr->sid)
+			n = &p->nodes[i];
+	}
+	if (!n)
+		return; /* an answer to an older HELLO */
+	n->os.boot_r = m->boot;
+	memcpy(n->os.nonce_r, m->nonce, NONCE_LEN);
+	proof(p, &n->os, p->self->name, n->name, "responder", want);
+	if (CRYPTO_memcmp(want, m->proof, KEY_LEN) != 0) {
+		n->out = OUT_IDLE;
+		if (!n->auth_warned) {
+			n->auth_warned = true;
+			n->refused++;
+			p->refused++;
+			log_warn("peer failed authentication: it does not hold the rack secret "
+				 "name=%s address=%s",
+				 n->name, n->address);
+		}
+		return;
+	}
+	node_boot(p, n, m->boot);
+	proof(p, &n->os, p->self->name, n->name, "initiator", a.proof);
+	len = transcript(&n->os, p->self->name, n->name, "session", t, sizeof(t));
+	rack_hmac(p->secret, p->secret_len, t, len, n->os.key);
+	OPENSSL_cleanse(t, sizeof(t));
+	n->out = OUT_AUTH;
+	send_raw(p, n, M_AUTH, true, n->os.sid, NULL, &a, sizeof(a));
+}
+
+static void on_auth(struct peer *p, const struct wire_hdr *hdr, const struct m_auth *m)
+{
+	uint8_t want[KEY_LEN], t[512];
+	struct node *n = NULL;
+	size_t len;
+
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		if (!p->nodes[i].self && p->nodes[i].in == IN_CHAL &&
+		    p->nodes[i].is.sid == hdr->sid)
+			n = &p->nodes[i];
+	}
+	if (!n)
+		return;
+	proof(p, &n->is, n->name, p->self->name, "initiator", want);
+	if (CRYPTO_memcmp(want, m->proof, KEY_LEN) != 0) {
+		n->in = IN_NONE;
+		n->refused++;
+		p->refused++;
+		log_warn("peer refused: wrong rack secret name=%s address=%s", n->name,
+			 n->address);
+		return;
+	}
+	len = transcript(&n->is, n->name, p->self->name, "session", t, sizeof(t));
+	rack_hmac(p->secret, p->secret_len, t, len, n->is.key);
+	OPENSSL_cleanse(t, sizeof(t));
+	n->in = IN_UP;
+	send_in(p, n, M_OK, NULL, 0);
+}
+
+/* Heartbeats, handshakes, and the liveness verdict, every peers.heartbeat. */
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+	int64_t now = granaryd_now_ns();
+	int64_t retry = p->hb_ns > HANDSHAKE_MIN_NS ? p->hb_ns : HANDSHAKE_MIN_NS;
+
+	(void)fd;
+	(void)what;
+	if (p->leaving)
+		return;
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		struct node *n = &p->nodes[i];
+
+		if (n->self)
+			continue;
+		if (n->up && now - n->last_ack_ns > p->down_ns) {
+			node_down(p, n, "missed heartbeats");
+			continue;
+		}
+		if (n->out == OUT_UP) {
+			struct m_hb hb = {.seq = ++n->hb_seq, .t_ns = now};
+
+			send_out(p, n, M_HB, &hb, sizeof(hb));
+		} else if (now - n->hello_ns >= retry) {
+			send_hello(p, n);
+		}
+	}
+}
+
+/* ---- receiving ---- */
+
+/* The session a message names: @n and its key, or NULL. */
+static struct node *session_of(struct peer *p, const struct wire_hdr *h, const uint8_t **key)
+{
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		struct node *n = &p->nodes[i];
+
+		if (n->self)
+			continue;
+		if (h->init && n->in == IN_UP && n->is.sid == h->sid) {
+			*key = n->is.key;
+			return n;
+		}
+		if (!h->init && (n->out == OUT_AUTH || n->out == OUT_UP) && n->os.sid == h->sid) {
+			*key = n->os.key;
+			return n;
+		}
+	}
+	return NULL;
+}
+
+static bool body_fits(const struct wire_hdr *h, size_t want)
+{
+	return h->len >= want;
+}
+
+static void on_recv(void *arg, const void *msg, size_t len)
+{
+	struct peer *p = arg;
+	struct wire_hdr h;
+	const uint8_t *body = (const uint8_t *)msg + sizeof(h);
+	const uint8_t *key = NULL;
+	uint8_t mac[MAC_LEN];
+	struct node *n;
+	union {
+		struct m_hello hello;
+		struct m_chal chal;
+		struct m_auth auth;
+		struct m_hb hb;
+		struct m_info info;
+		struct m_win win;
+		struct m_wdone wdone;
+		struct m_cancel cancel;
+	} u;
+
+	if (len < sizeof(h))
+		return;
+	memcpy(&h, msg, sizeof(h));
+	if (h.magic != WIRE_MAGIC || h.version != WIRE_VERSION || h.len != len - sizeof(h))
+		return;
+	memset(&u, 0, sizeof(u));
+	if (h.type != M_GET)
+		memcpy(&u, body, h.len < sizeof(u) ? h.len : sizeof(u));
+
+	switch (h.type) {
+	case M_HELLO:
+		if (h.init && body_fits(&h, sizeof(u.hello)))
+			on_hello(p, &h, &u.hello);
+		return;
+	case M_CHAL:
+		if (!h.init && body_fits(&h, sizeof(u.chal)))
+			on_chal(p, &h, &u.chal);
+		return;
+	case M_AUTH:
+		if (h.init && body_fits(&h, sizeof(u.auth)))
+			on_auth(p, &h, &u.auth);
+		return;
+	default:
+		break;
+	}
+
+	n = session_of(p, &h, &key);
+	if (!n) {
+		p->unknown_sessions++;
+		return;
+	}
+	message_mac(key, &h, body, mac);
+	if (CRYPTO_memcmp(mac, h.mac, MAC_LEN) != 0) {
+		p->bad_macs++;
+		if (!n->mac_warned) {
+			n->mac_warned = true;
+			log_warn("message with a bad authenticator dropped name=%s", n->name);
+		}
+		return;
+	}
+
+	switch (h.type) {
+	case M_OK:
+		if (!h.init && n->out == OUT_AUTH) {
+			n->out = OUT_UP;
+			n->last_ack_ns = granaryd_now_ns();
+			n->rtt_ns = n->last_ack_ns - n->hello_ns;
+			node_up(p, n);
+		}
+		return;
+	case M_HB:
+		if (h.init && body_fits(&h, sizeof(u.hb)))
+			send_in(p, n, M_HB_ACK, &u.hb, sizeof(u.hb));
+		return;
+	case M_HB_ACK:
+		if (!h.init && n->out == OUT_UP && body_fits(&h, sizeof(u.hb))) {
+			n->last_ack_ns = granaryd_now_ns();
+			n->rtt_ns = n->last_ack_ns - u.hb.t_ns;
+			node_up(p, n);
+		}
+		return;
+	case M_BYE:
+		if (h.init) {
+			log_info("peer leaving name=%s", n->name);
+			n->in = IN_NONE;
+			node_down(p, n, "left the rack");
+		}
+		return;
+	case M_GET:
+		if (h.init && body_fits(&h, sizeof(struct m_get))) {
+			/* the path follows the header: read it in place, aligned copy first */
+			struct m_get *g = malloc(h.len);
+
+			if (!g)
+				return;
+			memcpy(g, body, h.len);
+			on_get(p, n, g, h.len);
+			free(g);
+		}
+		return;
+	case M_INFO:
+		if (!h.init && body_fits(&h, sizeof(u.info)))
+			on_info(p, n, &u.info);
+		return;
+	case M_WIN:
+		if (h.init && body_fits(&h, sizeof(u.win)))
+			on_win(p, n, &u.win);
+		return;
+	case M_WDONE:
+		if (!h.init && body_fits(&h, sizeof(u.wdone)))
+			on_wdone(p, n, &u.wdone);
+		return;
+	case M_CANCEL:
+		if (h.init && body_fits(&h, sizeof(u.cancel)))
+			on_cancel(p, n, &u.cancel);
+		return;
+	default:
+		return;
+	}
+}
+
+static void on_write_done(void *arg, void *ctx, int err)
+{
+	push_write_done(arg, ctx, err);
+}
+
+/* ---- housekeeping: deadlines and shutdown ---- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+	int64_t now = granaryd_now_ns();
+	struct pull *pl;
+	struct push *ps;
+
+	(void)fd;
+	(void)what;
+	if (p->d->stopping && !p->leaving) {
+		/* say goodbye so the others stop asking at once, and let go */
+		p->leaving = true;
+		for (size_t i = 0; i < p->n_nodes; i++) {
+			struct node *n = &p->nodes[i];
+
+			if (!n->self && n->out == OUT_UP)
+				send_out(p, n, M_BYE, NULL, 0);
+		}
+	}
+	for (pl = p->pulls; pl; pl = pl->next) {
+		if (p->leaving) {
+			pull_end(p, pl, -ECANCELED, "granaryd is shutting down");
+			pl = p->pulls;
+			if (!pl)
+				break;
+			continue;
+		}
+		if (now > pl->deadline_ns) {
+			pull_end(p, pl, -EIO, "%s did not answer in time", pl->n->name);
+			pl = p->pulls;
+			if (!pl)
+				break;
+		}
+	}
+	for (ps = p->pushes; ps; ps = ps->next) {
+		if (ps->aborted || ps->fetching)
+			continue;
+		if (p->leaving || now > ps->deadline_ns) {
+			push_abort(ps, -ETIMEDOUT,
+				   p->leaving ? "shutting down" : "the requester went quiet");
+			ps = p->pushes;
+			if (!ps)
+				break;
+		}
+	}
+}
+
+/* ---- the interface ---- */
 
 bool peer_remote_owner(struct granaryd *d, struct mount *m, const char *path)
 {
-	(void)d;
+	struct peer *p = rack;
+	int owner;
+
 	(void)m;
-	(void)path;
-	return false;
+	if (!p || p->n_live < 2 || d->stopping || p->leaving)
+		return false;
+	/* being served to a peer: this node is where it ends, whatever it thinks */
+	for (struct push *ps = p->pushes; ps; ps = ps->next) {
+		if (ps->fetching && !strcmp(ps->path, path))
+			return false;
+	}
+	owner = rendezvous_owner(p->seeds, p->live, p->n_nodes, path, strlen(path));
+	return owner >= 0 && !p->nodes[owner].self;
 }
 
 void peer_fetch(struct granaryd *d, struct mount *m, const char *path, struct peer_call *call)
 {
+	struct peer *p = rack;
+	struct pull *pl;
+	struct m_get *g;
+	size_t plen = strlen(path), mlen = strlen(m->cfg->path);
+	struct node *n;
+	int owner, rc;
+
 	(void)d;
-	(void)m;
-	(void)path;
-	call->err = -EHOSTUNREACH;
 	call->fd = -1;
-	call->done(call);
+	call->err = -EHOSTUNREACH;
+	call->msg[0] = '\0';
+	owner = p ? rendezvous_owner(p->seeds, p->live, p->n_nodes, path, plen) : -1;
+	if (owner < 0 || p->nodes[owner].self || !p->nodes[owner].up || plen > PROTO_PATH_MAX) {
+		snprintf(call->msg, sizeof(call->msg), "no live owner in the rack");
+		call->done(call);
+		return;
+	}
+	n = &p->nodes[owner];
+	pl = calloc(1, sizeof(*pl) + plen + 1);
+	g = calloc(1, sizeof(*g) + plen);
+	if (!pl || !g || !(pl->xx = XXH3_createState())) {
+		free(pl);
+		free(g);
+		call->err = -ENOMEM;
+		snprintf(call->msg, sizeof(call->msg), "out of memory");
+		call->done(call);
+		return;
+	}
+	XXH3_64bits_reset(pl->xx);
+	memcpy(pl->path, path, plen + 1);
+	pl->n = n;
+	pl->call = call;
+	pl->fd = -1;
+	pl->req = ++p->next_req;
+	pl->start_ns = granaryd_now_ns();
+	pl->deadline_ns = pl->start_ns + p->idle_ns;
+	pl->next = p->pulls;
+	p->pulls = pl;
+	p->n_pulls++;
+
+	g->req = pl->req;
+	g->mount_len = (uint16_t)mlen;
+	g->path_len = (uint16_t)plen;
+	memcpy(g->path, path, plen);
+	rc = send_out(p, n, M_GET, g, sizeof(*g) + plen);
+	free(g);
+	if (rc < 0) {
+		pl->got_info = true; /* nothing to cancel */
+		pull_end(p, pl, -EHOSTUNREACH, "cannot send to %s: %s", n->name, strerror(-rc));
+	}
+}
+
+void peer_status_json(struct granaryd *d, void *json_object)
+{
+	struct peer *p = rack;
+	json_t *root = json_object, *r, *nodes;
+	int64_t now = granaryd_now_ns();
+
+	(void)d;
+	if (!root)
+		return;
+	if (!p) {
+		json_object_set_new(root, "rack", json_pack("{sb}", "enabled", 0));
+		return;
+	}
+	nodes = json_array();
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		struct node *n = &p->nodes[i];
+
+		json_array_append_new(
+			nodes,
+			json_pack("{ss ss sb sb sf sf sI sI sI sI sI sI sI sI}", "name", n->name,
+				  "address", n->address, "self", n->self, "up", n->self || n->up,
+				  "up_seconds",
+				  n->up ? (double)(now - n->up_since_ns) / 1e9 : 0.0, "rtt_ms",
+				  (double)n->rtt_ns / 1e6, "fetched", (json_int_t)n->pulls,
+				  "fetched_bytes", (json_int_t)n->pull_bytes, "fetch_failures",
+				  (json_int_t)n->pull_failures, "served", (json_int_t)n->pushes,
+				  "served_bytes", (json_int_t)n->push_bytes, "serve_failures",
+				  (json_int_t)n->push_failures, "downs", (json_int_t)n->downs,
+				  "refused", (json_int_t)n->refused));
+	}
+	r = json_pack("{sb ss ss ss sI sI sI sI sI sI sI so}", "enabled", 1, "self", p->self->name,
+		      "provider", fabric_provider(p->fab), "progress", fabric_progress_mode(p->fab),
+		      "live", (json_int_t)p->n_live, "fetching", (json_int_t)p->n_pulls, "serving",
+		      (json_int_t)p->n_pushes, "refused", (json_int_t)p->refused, "bad_macs",
+		      (json_int_t)p->bad_macs, "unknown_sessions", (json_int_t)p->unknown_sessions,
+		      "window_bytes", (json_int_t)p->win_used, "nodes", nodes);
+	if (r)
+		json_object_set_new(root, "rack", r);
+}
+
+static int setup_chunks(struct peer *p)
+{
+	size_t len = (size_t)CHUNKS * CHUNK_SIZE;
+	int rc;
+
+	p->chunk_mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p->chunk_mem == MAP_FAILED) {
+		p->chunk_mem = NULL;
+		return -errno;
+	}
+	rc = fabric_mr_reg(p->fab, p->chunk_mem, len, false, &p->chunk_mr, NULL, NULL);
+	if (rc < 0) {
+		log_errno(LOG_ERR, rc,
+			  "cannot register the rack's read buffers bytes=%zu: with an RDMA "
+			  "provider raise the locked-memory limit (ulimit -l, LimitMEMLOCK=)",
+			  len);
+		return rc;
+	}
+	for (int i = CHUNKS - 1; i >= 0; i--) {
+		p->chunks[i].buf = p->chunk_mem + (size_t)i * CHUNK_SIZE;
+		chunk_put(p, &p->chunks[i]);
+	}
+	return 0;
+}
+
+static void rack_free(struct peer *p, bool keep_chunks)
+{
+	if (p->ev_hb)
+		event_free(p->ev_hb);
+	if (p->ev_tick)
+		event_free(p->ev_tick);
+	fabric_mr_close(p->chunk_mr);
+	fabric_close(p->fab);
+	if (p->chunk_mem && !keep_chunks)
+		munmap(p->chunk_mem, (size_t)CHUNKS * CHUNK_SIZE);
+	OPENSSL_cleanse(p->secret, sizeof(p->secret));
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		OPENSSL_cleanse(&p->nodes[i].os, sizeof(p->nodes[i].os));
+		OPENSSL_cleanse(&p->nodes[i].is, sizeof(p->nodes[i].is));
+	}
+	free(p->nodes);
+	free(p->seeds);
+	free(p->live);
+	free(p);
+}
+
+int peer_start(struct granaryd *d)
+{
+	const struct config *cfg = d->cfg;
+	struct fabric_cbs cbs = {.recv = on_recv, .write_done = on_write_done};
+	struct peer *p;
+	struct timeval tv;
+	int rc;
+
+	if (cfg->peers.n_nodes == 0)
+		return 0; /* no rack: every object is this node's own */
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->d = d;
+	p->n_nodes = cfg->peers.n_nodes;
+	p->nodes = calloc(p->n_nodes, sizeof(*p->nodes));
+	p->seeds = calloc(p->n_nodes, sizeof(*p->seeds));
+	p->live = calloc(p->n_nodes, sizeof(*p->live));
+	if (!p->nodes || !p->seeds || !p->live) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		struct node *n = &p->nodes[i];
+
+		n->name = cfg->peers.nodes[i].name;
+		n->address = cfg->peers.nodes[i].address;
+		n->fid = -1;
+		n->self = !strcmp(n->name, cfg->peers.self);
+		if (strlen(n->name) >= NODE_NAME_MAX) {
+			log_err("peer name too long name=%s maximum=%d", n->name,
+				NODE_NAME_MAX - 1);
+			rc = -EINVAL;
+			goto err;
+		}
+		if (n->self)
+			p->self = n;
+		p->seeds[i] = rendezvous_node_seed(n->name);
+	}
+	if (!p->self) {
+		log_err("peers.self is not among peers.nodes self=%s", cfg->peers.self);
+		rc = -EINVAL;
+		goto err;
+	}
+	live_update(p);
+	rc = secret_load(p, cfg->peers.secret_file);
+	if (rc < 0)
+		goto err;
+	p->boot = random_u64();
+	p->hb_ns = (int64_t)cfg->peers.heartbeat_ns;
+	p->down_ns = p->hb_ns * (int64_t)(cfg->peers.miss_limit ? cfg->peers.miss_limit : 1);
+	/* generous: an owner may itself be fetching a large object from a slow backend */
+	p->idle_ns = 2 * (int64_t)cfg->fetch.timeout_ns * (int64_t)(cfg->fetch.retries + 1);
+	if (p->idle_ns < 10LL * 1000000000)
+		p->idle_ns = 10LL * 1000000000;
+	if (p->n_nodes == 1) {
+		log_info("rack of one node name=%s: nothing to share", p->self->name);
+		rack = p;
+		return 0;
+	}
+
+	cbs.arg = p;
+	rc = fabric_open(d->base, cfg->peers.provider, p->self->address, &cbs, &p->fab);
+	if (rc < 0)
+		goto err;
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		struct node *n = &p->nodes[i];
+
+		if (n->self)
+			continue;
+		n->fid = fabric_peer_add(p->fab, n->address);
+		if (n->fid < 0) {
+			rc = n->fid;
+			goto err;
+		}
+	}
+	rc = setup_chunks(p);
+	if (rc < 0)
+		goto err;
+	p->ev_hb = event_new(d->base, -1, EV_PERSIST, on_heartbeat, p);
+	p->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, p);
+	if (!p->ev_hb || !p->ev_tick) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	tv.tv_sec = (time_t)(p->hb_ns / 1000000000);
+	tv.tv_usec = (suseconds_t)(p->hb_ns % 1000000000 / 1000);
+	event_add(p->ev_hb, &tv);
+	tv.tv_sec = 0;
+	tv.tv_usec = TICK_NS / 1000;
+	event_add(p->ev_tick, &tv);
+	rack = p;
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		if (!p->nodes[i].self)
+			send_hello(p, &p->nodes[i]);
+	}
+	log_info("rack started self=%s nodes=%zu provider=%s heartbeat_ms=%lld miss_limit=%u",
+		 p->self->name, p->n_nodes, fabric_provider(p->fab),
+		 (long long)(p->hb_ns / 1000000), cfg->peers.miss_limit);
+	return 0;
+
+err:
+	rack_free(p, false);
+	return rc;
+}
+
+void peer_stop(struct granaryd *d)
+{
+	struct peer *p = rack;
+	bool reading = false;
+
+	(void)d;
+	if (!p)
+		return;
+	rack = NULL;
+	/*
+	 * The loop has ended. Calls still waiting are not answered (their fetches
+	 * are abandoned with the loop); pushes still inside fetch_get or a read
+	 * are left for those to free.
+	 */
+	while (p->pulls) {
+		struct pull *pl = p->pulls;
+
+		pull_release_windows(p, pl);
+		p->pulls = pl->next;
+		pull_free(pl);
+	}
+	while (p->pushes) {
+		struct push *ps = p->pushes;
+
+		p->pushes = ps->next;
+		ps->writes = 0; /* fabric_close below drops them */
+		if (ps->fetching || ps->reading) {
+			reading |= ps->reading;
+			ps->orphan = true;
+			continue;
+		}
+		push_destroy(ps);
+	}
+	if (reading)
+		log_warn("rack stopped with reads in flight; their buffers are not freed");
+	rack_free(p, reading);
 }
