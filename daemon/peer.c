@@ -53,6 +53,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,8 +76,8 @@
 #include "rendezvous.h"
 #include "uring.h"
 
-#define WIRE_MAGIC   0x4b415247u /* "GRAK" */
-#define WIRE_VERSION 1
+#define WIRE_MAGIC    0x4b415247u /* "GRAK" */
+#define WIRE_VERSION  1
 #define NODE_NAME_MAX 64 /* bytes with the NUL */
 #define NONCE_LEN     32
 #define KEY_LEN	      32
@@ -232,6 +233,7 @@ struct chunk {
 	struct chunk *next;
 	uint8_t *buf;
 	struct push *push;
+	uint64_t off; /* where in the object */
 	uint32_t len;
 	int win; /* slot of the window it is written to */
 };
@@ -417,20 +419,19 @@ static void proof(struct peer *p, const struct session *s, const char *name_i, c
 	OPENSSL_cleanse(t, sizeof(t));
 }
 
+/* The authenticator of a message: header (its mac zeroed) and body. */
 static void message_mac(const uint8_t key[KEY_LEN], const struct wire_hdr *h, const void *body,
 			uint8_t out[MAC_LEN])
 {
+	uint8_t buf[FABRIC_MSG_MAX], full[KEY_LEN];
 	struct wire_hdr copy = *h;
-	uint8_t full[KEY_LEN];
-	unsigned int olen = KEY_LEN;
-	HMAC_CTX *ctx = HMAC_CTX_new();
 
 	memset(copy.mac, 0, MAC_LEN);
-	if (!ctx || !HMAC_Init_ex(ctx, key, KEY_LEN, EVP_sha256(), NULL) ||
-	    !HMAC_Update(ctx, (const uint8_t *)&copy, sizeof(copy)) ||
-	    (h->len && !HMAC_Update(ctx, body, h->len)) || !HMAC_Final(ctx, full, &olen))
-		memset(full, 0xff, sizeof(full));
-	HMAC_CTX_free(ctx);
+	memcpy(buf, &copy, sizeof(copy));
+	if (h->len && h->len <= sizeof(buf) - sizeof(copy))
+		memcpy(buf + sizeof(copy), body, h->len);
+	rack_hmac(key, KEY_LEN, buf,
+		  sizeof(copy) + (h->len <= sizeof(buf) - sizeof(copy) ? h->len : 0), full);
 	memcpy(out, full, MAC_LEN);
 }
 
@@ -465,7 +466,8 @@ static int secret_load(struct peer *p, const char *path)
 		rc = -EPERM;
 		goto out;
 	}
-	while (len < sizeof(p->secret) && (n = read(fd, p->secret + len, sizeof(p->secret) - len))) {
+	while (len < sizeof(p->secret) &&
+	       (n = read(fd, p->secret + len, sizeof(p->secret) - len))) {
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -650,8 +652,7 @@ static void pull_complete(struct peer *p, struct pull *pl)
 	uint64_t sum = XXH3_64bits_digest(pl->xx);
 
 	if (!pl->have_sum || sum != pl->sum) {
-		pull_end(p, pl, -EIO, "the bytes from %s do not match their checksum",
-			 pl->n->name);
+		pull_end(p, pl, -EIO, "the bytes from %s do not match their checksum", pl->n->name);
 		return;
 	}
 	if (pl->map && pl->size)
@@ -671,8 +672,8 @@ static int pull_offer(struct peer *p, struct pull *pl)
 	while (pl->next_win < pl->nwin) {
 		struct pull_win *w = &pl->w[pl->next_win % WINDOWS_PER_PULL];
 		uint64_t off = (uint64_t)pl->next_win * WINDOW_SIZE;
-		uint32_t len = (uint32_t)(pl->size - off < WINDOW_SIZE ? pl->size - off
-								      : WINDOW_SIZE);
+		uint32_t len =
+			(uint32_t)(pl->size - off < WINDOW_SIZE ? pl->size - off : WINDOW_SIZE);
 		size_t budget = ((size_t)len + 4095) & ~(size_t)4095;
 		struct m_win m;
 		int rc;
@@ -718,18 +719,28 @@ static bool pull_has_windows(const struct pull *pl)
 	return false;
 }
 
-/* Offer windows to @pl, or queue it for room; ends it on failure. */
-static void pull_advance(struct peer *p, struct pull *pl)
+/*
+ * Offer windows to @pl, or queue it for room (at the front: it was first);
+ * ends it on failure. True when it waits for room.
+ */
+static bool pull_advance(struct peer *p, struct pull *pl, bool front)
 {
 	int rc = pull_offer(p, pl);
 
 	if (rc < 0) {
 		pull_end(p, pl, -EIO, "cannot offer a window to %s: %s", pl->n->name,
 			 strerror(-rc));
-		return;
+		return false;
 	}
-	if (pl->next_win < pl->nwin && !pull_has_windows(pl) && !pl->waiting_room) {
-		pl->waiting_room = true;
+	if (pl->next_win >= pl->nwin || pull_has_windows(pl) || pl->waiting_room)
+		return false;
+	pl->waiting_room = true;
+	if (front) {
+		pl->wnext = p->room_head;
+		p->room_head = pl;
+		if (!p->room_tail)
+			p->room_tail = pl;
+	} else {
 		pl->wnext = NULL;
 		if (p->room_tail)
 			p->room_tail->wnext = pl;
@@ -737,19 +748,21 @@ static void pull_advance(struct peer *p, struct pull *pl)
 			p->room_head = pl;
 		p->room_tail = pl;
 	}
+	return true;
 }
 
 /* Room was freed: the pulls waiting for it go on, in order. */
 static void pull_pump_room(struct peer *p)
 {
-	while (p->room_head && p->win_used + WINDOW_SIZE <= WINDOW_BUDGET) {
+	while (p->room_head) {
 		struct pull *pl = p->room_head;
 
 		p->room_head = pl->wnext;
 		if (!p->room_head)
 			p->room_tail = NULL;
 		pl->waiting_room = false;
-		pull_advance(p, pl);
+		if (pull_advance(p, pl, true))
+			return;
 	}
 }
 
@@ -814,7 +827,15 @@ static void on_info(struct peer *p, struct node *n, const struct m_info *m)
 		return;
 	}
 	pl->nwin = (uint32_t)((pl->size + WINDOW_SIZE - 1) / WINDOW_SIZE);
-	pull_advance(p, pl);
+	if (p->room_head) {
+		/* others wait for room already: behind them */
+		pl->waiting_room = true;
+		pl->wnext = NULL;
+		p->room_tail->wnext = pl;
+		p->room_tail = pl;
+		return;
+	}
+	pull_advance(p, pl, false);
 }
 
 static void on_wdone(struct peer *p, struct node *n, const struct m_wdone *m)
@@ -856,7 +877,7 @@ static void on_wdone(struct peer *p, struct node *n, const struct m_wdone *m)
 		pull_complete(p, pl);
 		return;
 	}
-	pull_advance(p, pl);
+	pull_advance(p, pl, false);
 	pull_pump_room(p);
 }
 
@@ -869,7 +890,7 @@ static void pulls_fail_node(struct peer *p, struct node *n, int err, const char 
 		next = pl->next;
 		if (pl->n == n) {
 			pull_end(p, pl, err, "%s: %s", n->name, why);
-			next = p->pulls; /* the list may have changed under done() */
+			next = p->pulls; /* done() may have changed the list */
 		}
 	}
 }
@@ -879,17 +900,8 @@ static void pulls_fail_node(struct peer *p, struct node *n, int err, const char 
 static void push_pump(struct push *ps);
 static void chunks_pump(struct peer *p);
 
-static void push_unlink(struct peer *p, struct push *ps)
+static void chunk_wait_remove(struct peer *p, struct push *ps)
 {
-	struct push **pp;
-
-	for (pp = &p->pushes; *pp; pp = &(*pp)->next) {
-		if (*pp == ps) {
-			*pp = ps->next;
-			p->n_pushes--;
-			break;
-		}
-	}
 	if (ps->waiting_chunk) {
 		struct push *prev = NULL, *q;
 
@@ -905,6 +917,20 @@ static void push_unlink(struct peer *p, struct push *ps)
 		}
 		ps->waiting_chunk = false;
 	}
+}
+
+static void push_unlink(struct peer *p, struct push *ps)
+{
+	struct push **pp;
+
+	for (pp = &p->pushes; *pp; pp = &(*pp)->next) {
+		if (*pp == ps) {
+			*pp = ps->next;
+			p->n_pushes--;
+			break;
+		}
+	}
+	chunk_wait_remove(p, ps);
 }
 
 static void push_destroy(struct push *ps)
@@ -943,14 +969,7 @@ static void push_abort(struct push *ps, int err, const char *why)
 
 		send_in(p, ps->n, M_WDONE, &m, sizeof(m));
 	}
-	if (ps->waiting_chunk) {
-		push_unlink(p, ps);
-		ps->next = NULL;
-		/* relinked below so push_maybe_free finds it */
-		ps->next = p->pushes;
-		p->pushes = ps;
-		p->n_pushes++;
-	}
+	chunk_wait_remove(p, ps);
 	push_maybe_free(ps);
 }
 
@@ -961,8 +980,11 @@ static void chunk_put(struct peer *p, struct chunk *c)
 	p->chunk_free = c;
 }
 
-/* Send the WDONEs that are due, in window order; end the push after the last. */
-static void push_report(struct push *ps)
+/*
+ * Send the WDONEs that are due, in window order; end the push after the last.
+ * False when @ps is over (and maybe freed).
+ */
+static bool push_report(struct push *ps)
 {
 	struct peer *p = ps->p;
 
@@ -972,7 +994,7 @@ static void push_report(struct push *ps)
 		bool last;
 
 		if (!w->active || w->idx != ps->done_idx || w->written < w->len)
-			return;
+			return true;
 		last = w->off + w->len == ps->size;
 		memset(&m, 0, sizeof(m));
 		m.req = ps->req;
@@ -990,12 +1012,12 @@ static void push_report(struct push *ps)
 				if (o && o->state == OBJ_CACHED && o->id == ps->obj_id)
 					fetch_drop(p->d, o, false);
 				push_abort(ps, -EIO, "cached copy failed its checksum");
-				return;
+				return false;
 			}
 		}
 		if (send_in(p, ps->n, M_WDONE, &m, sizeof(m)) < 0) {
 			push_abort(ps, 0, "cannot send to the requester");
-			return;
+			return false;
 		}
 		w->active = false;
 		ps->done_idx++;
@@ -1007,7 +1029,7 @@ static void push_report(struct push *ps)
 				  (double)(granaryd_now_ns() - ps->start_ns) / 1e6);
 			ps->aborted = true; /* nothing more to do */
 			push_maybe_free(ps);
-			return;
+			return false;
 		}
 	}
 }
@@ -1025,10 +1047,8 @@ static void push_write_done(struct peer *p, struct chunk *c, int err)
 		push_maybe_free(ps);
 	} else if (err) {
 		push_abort(ps, 0, strerror(-err));
-	} else {
-		push_report(ps);
-		if (!ps->aborted)
-			push_pump(ps);
+	} else if (push_report(ps)) {
+		push_pump(ps);
 	}
 	chunks_pump(p);
 }
@@ -1062,7 +1082,7 @@ static void push_read_done(struct uring_req *r)
 	ps->read_off += c->len;
 	w = &ps->win[c->win];
 	rc = fabric_write(p->fab, ps->n->fid, p->chunk_mr, c->buf, c->len,
-			  w->raddr + (ps->read_off - c->len - w->off), w->rkey, c);
+			  w->raddr + (c->off - w->off), w->rkey, c);
 	if (rc < 0) {
 		chunk_put(p, c);
 		push_abort(ps, 0, "cannot post a write");
@@ -1109,6 +1129,7 @@ static void push_pump(struct push *ps)
 	c->push = ps;
 	c->win = (int)(w - ps->win);
 	c->len = w->len - w->posted < CHUNK_SIZE ? w->len - w->posted : CHUNK_SIZE;
+	c->off = ps->read_off;
 	w->posted += c->len;
 	ps->rd_chunk = c;
 	ps->reading = true;
@@ -1137,8 +1158,7 @@ static void chunks_pump(struct peer *p)
 	}
 }
 
-static void send_info_error(struct peer *p, struct node *n, uint64_t req, int err,
-			    const char *msg)
+static void send_info_error(struct peer *p, struct node *n, uint64_t req, int err, const char *msg)
 {
 	struct m_info m;
 
@@ -1237,15 +1257,14 @@ static void on_get(struct peer *p, struct node *n, const struct m_get *m, size_t
 	struct push *ps;
 	size_t plen = m->path_len;
 
-	if (len < sizeof(*m) + plen || plen == 0 || plen > PROTO_PATH_MAX ||
-	    m->mount_len > plen) {
+	if (len < sizeof(*m) + plen || plen == 0 || plen > PROTO_PATH_MAX || m->mount_len > plen) {
 		send_info_error(p, n, m->req, -EINVAL, "malformed request");
 		return;
 	}
 	memcpy(path, m->path, plen);
 	path[plen] = '\0';
-	if (memchr(path, '\0', plen) ||
-	    proto_path_normalize(path, plen, norm, sizeof(norm)) < 0 || strcmp(norm, path) != 0) {
+	if (memchr(path, '\0', plen) || proto_path_normalize(path, plen, norm, sizeof(norm)) < 0 ||
+	    strcmp(norm, path) != 0) {
 		send_info_error(p, n, m->req, -EINVAL, "path not normalised");
 		return;
 	}
@@ -1365,8 +1384,8 @@ static void node_down(struct peer *p, struct node *n, const char *why)
 	live_update(p);
 	if (was_up) {
 		n->downs++;
-		log_warn("peer down name=%s address=%s reason=\"%s\" live=%zu", n->name,
-			 n->address, why, p->n_live);
+		log_warn("peer down name=%s address=%s reason=\"%s\" live=%zu", n->name, n->address,
+			 why, p->n_live);
 	}
 	pulls_fail_node(p, n, -EHOSTUNREACH, why);
 	pushes_abort_node(p, n);
@@ -1407,6 +1426,8 @@ static void on_hello(struct peer *p, const struct wire_hdr *hdr, const struct m_
 	struct node *n;
 	struct m_chal c;
 
+	if (p->leaving)
+		return;
 	memcpy(from, m->from, sizeof(from));
 	memcpy(to, m->to, sizeof(to));
 	from[sizeof(from) - 1] = to[sizeof(to) - 1] = '\0';
@@ -1417,8 +1438,9 @@ static void on_hello(struct peer *p, const struct wire_hdr *hdr, const struct m_
 		p->unknown_nodes++;
 		if (now - p->unknown_logged_ns > UNKNOWN_LOG_NS) {
 			p->unknown_logged_ns = now;
-			log_warn("hello from a node not in peers.nodes refused name=\"%s\" to=\"%s\"",
-				 from, to);
+			log_warn(
+				"hello from a node not in peers.nodes refused name=\"%s\" to=\"%s\"",
+				from, to);
 		}
 		return;
 	}
@@ -1498,8 +1520,7 @@ static void on_auth(struct peer *p, const struct wire_hdr *hdr, const struct m_a
 		n->in = IN_NONE;
 		n->refused++;
 		p->refused++;
-		log_warn("peer refused: wrong rack secret name=%s address=%s", n->name,
-			 n->address);
+		log_warn("peer refused: wrong rack secret name=%s address=%s", n->name, n->address);
 		return;
 	}
 	len = transcript(&n->is, n->name, p->self->name, "session", t, sizeof(t));
@@ -1712,30 +1733,25 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 				send_out(p, n, M_BYE, NULL, 0);
 		}
 	}
-	for (pl = p->pulls; pl; pl = pl->next) {
+	/* each end may change the lists: start over after one */
+	for (pl = p->pulls; pl;) {
 		if (p->leaving) {
 			pull_end(p, pl, -ECANCELED, "granaryd is shutting down");
 			pl = p->pulls;
-			if (!pl)
-				break;
-			continue;
-		}
-		if (now > pl->deadline_ns) {
+		} else if (now > pl->deadline_ns) {
 			pull_end(p, pl, -EIO, "%s did not answer in time", pl->n->name);
 			pl = p->pulls;
-			if (!pl)
-				break;
+		} else {
+			pl = pl->next;
 		}
 	}
-	for (ps = p->pushes; ps; ps = ps->next) {
-		if (ps->aborted || ps->fetching)
-			continue;
-		if (p->leaving || now > ps->deadline_ns) {
+	for (ps = p->pushes; ps;) {
+		if (!ps->aborted && !ps->fetching && (p->leaving || now > ps->deadline_ns)) {
 			push_abort(ps, -ETIMEDOUT,
 				   p->leaving ? "shutting down" : "the requester went quiet");
 			ps = p->pushes;
-			if (!ps)
-				break;
+		} else {
+			ps = ps->next;
 		}
 	}
 }
@@ -1834,18 +1850,18 @@ void peer_status_json(struct granaryd *d, void *json_object)
 			nodes,
 			json_pack("{ss ss sb sb sf sf sI sI sI sI sI sI sI sI}", "name", n->name,
 				  "address", n->address, "self", n->self, "up", n->self || n->up,
-				  "up_seconds",
-				  n->up ? (double)(now - n->up_since_ns) / 1e9 : 0.0, "rtt_ms",
-				  (double)n->rtt_ns / 1e6, "fetched", (json_int_t)n->pulls,
-				  "fetched_bytes", (json_int_t)n->pull_bytes, "fetch_failures",
-				  (json_int_t)n->pull_failures, "served", (json_int_t)n->pushes,
-				  "served_bytes", (json_int_t)n->push_bytes, "serve_failures",
-				  (json_int_t)n->push_failures, "downs", (json_int_t)n->downs,
-				  "refused", (json_int_t)n->refused));
+				  "up_seconds", n->up ? (double)(now - n->up_since_ns) / 1e9 : 0.0,
+				  "rtt_ms", (double)n->rtt_ns / 1e6, "fetched",
+				  (json_int_t)n->pulls, "fetched_bytes", (json_int_t)n->pull_bytes,
+				  "fetch_failures", (json_int_t)n->pull_failures, "served",
+				  (json_int_t)n->pushes, "served_bytes", (json_int_t)n->push_bytes,
+				  "serve_failures", (json_int_t)n->push_failures, "downs",
+				  (json_int_t)n->downs, "refused", (json_int_t)n->refused));
 	}
 	r = json_pack("{sb ss ss ss sI sI sI sI sI sI sI so}", "enabled", 1, "self", p->self->name,
-		      "provider", fabric_provider(p->fab), "progress", fabric_progress_mode(p->fab),
-		      "live", (json_int_t)p->n_live, "fetching", (json_int_t)p->n_pulls, "serving",
+		      "provider", p->fab ? fabric_provider(p->fab) : p->d->cfg->peers.provider,
+		      "progress", p->fab ? fabric_progress_mode(p->fab) : "none", "live",
+		      (json_int_t)p->n_live, "fetching", (json_int_t)p->n_pulls, "serving",
 		      (json_int_t)p->n_pushes, "refused", (json_int_t)p->refused, "bad_macs",
 		      (json_int_t)p->bad_macs, "unknown_sessions", (json_int_t)p->unknown_sessions,
 		      "window_bytes", (json_int_t)p->win_used, "nodes", nodes);

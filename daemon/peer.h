@@ -39,4 +39,11 @@ bool peer_remote_owner(struct granaryd *d, struct mount *m, const char *path);
 /* Fetch @path from its owner; call->done reports. */
 void peer_fetch(struct granaryd *d, struct mount *m, const char *path, struct peer_call *call);
 
+/*
+ * Add "rack" to @json_object (a jansson json_t object, the STATUS reply):
+ * this node, the provider, and per node whether it is up, its round trip,
+ * and what was fetched from it and served to it.
+ */
+void peer_status_json(struct granaryd *d, void *json_object);
+
 #endif
