@@ -52,8 +52,8 @@ TRAINER = os.path.join(HERE, "trainer_sim.py")
 MARK_BEGIN = "<!-- stall:begin -->"
 MARK_END = "<!-- stall:end -->"
 
-FULL = dict(files=20000, s3_files=5000, configs="http:10,s3:2", compute_ms=20.0, batch=32,
-            loaders=8, epochs=2, direct_cut=30.0, warm_jobs=64, rate_files=4000,
+FULL = dict(files=10000, s3_files=4000, configs="http:10,s3:2", compute_ms=20.0, batch=32,
+            loaders=8, epochs=2, direct_cut=25.0, warm_jobs=64, rate_files=4000,
             rate_rounds=3, rate_threads=8, scale="1000000", scale_sample=20000, window=256,
             torch_epochs=1)
 QUICK = dict(files=300, s3_files=120, configs="http:10,s3:2", compute_ms=2.0, batch=16,
@@ -182,13 +182,14 @@ def measure(ctx, be, make, phases):
     origin_cpu0 = C.cpu_seconds(be.pids()["origin"])
     c = make()
     rec = {"contender": c.name, "load_before": loadavg()}
-    t0 = time.monotonic()
+    t0 = t_end = time.monotonic()
     ctx["live"].append(c)
     try:
         C.log("%s / %s: starting" % (be.name, c.name))
         c.start()
         rec["settings"] = c.settings
         phases(c, rec)
+        t_end = time.monotonic()
         rec["requests"] = be.proxy.counts()
         rec["cpu_s"] = {"contender": round(C.cpu_seconds(c.pids()), 2),
                         "proxy": round(C.cpu_seconds(be.pids()["proxy"]), 2),
@@ -198,14 +199,19 @@ def measure(ctx, be, make, phases):
             st = c.status()
             rec["granary_counters"] = st.get("counters", {})
     finally:
+        t1 = time.monotonic()
         c.stop()
         ctx["live"].remove(c)
+        t2 = time.monotonic()
         be.stop_proxy()
+        t3 = time.monotonic()
     rec["seconds"] = round(time.monotonic() - t0, 1)
+    rec["teardown_s"] = {"accounting": round(t1 - t_end, 2), "contender": round(t2 - t1, 2),
+                         "proxy": round(t3 - t2, 2)}
     rec["load_after"] = loadavg()
-    C.log("%s / %s: done in %.0f s, requests %s, cpu %s" % (be.name, c.name, rec["seconds"],
-                                                            rec.get("requests"),
-                                                            rec.get("cpu_s")))
+    C.log("%s / %s: done in %.0f s, requests %s, cpu %s, teardown %s" % (
+        be.name, c.name, rec["seconds"], rec.get("requests"), rec.get("cpu_s"),
+        rec["teardown_s"]))
     return rec
 
 

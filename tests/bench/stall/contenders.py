@@ -525,13 +525,15 @@ class Granary(Contender):
     mode: "cold" (nothing cached), "warm" (`granary warm` of the mount first),
     "hint" (cold, and the trainer sends each epoch's order)."""
 
-    def __init__(self, work, backend, rels, mode, capacity_bytes, prefetch_window=256):
+    def __init__(self, work, backend, rels, mode, capacity_bytes, prefetch_window=256,
+                 connections=64):
         self.mode = mode
         self.name = {"cold": "granary cold", "warm": "granary warm",
                      "hint": "granary hinted"}[mode]
         super().__init__(work, backend, rels)
         self.capacity = capacity_bytes
         self.window = prefetch_window
+        self.connections = connections
         self.daemon = None
         self.warm_s = None
         self.warm_out = ""
@@ -544,15 +546,16 @@ class Granary(Contender):
         os.makedirs(wd, exist_ok=True)
         policy = {"prefetch_window": self.window} if self.mode == "hint" else {}
         self.daemon = harness.Daemon(wd, [self.backend.granary_mount()], name="g",
-                                     cache={"capacity": "%dM" % (self.capacity // 2**20 + 64)},
+                                     cache={"capacity": self.daemon_capacity()},
+                                     fetch={"connections": self.connections},
                                      log={"level": "warning"}, policy=policy)
         self.daemon.start(extra_env=self.backend.granary_env())
         mount = dict(self.backend.granary_mount())
         mount["url"] = mount["url"].replace(self.backend.proxy.url, "PROXY/")
-        self.settings = "granaryd, mount %s; cache.capacity %s; %s" % (
-            json.dumps(mount, sort_keys=True), self.daemon_capacity(),
-            "policy.prefetch_window %d" % self.window if self.mode == "hint"
-            else "defaults otherwise")
+        self.settings = "granaryd, mount %s; cache.capacity %s; fetch.connections %d; %s" % (
+            json.dumps(mount, sort_keys=True), self.daemon_capacity(), self.connections,
+            "policy.prefetch_window %d; " % self.window if self.mode == "hint" else "") + \
+            "defaults otherwise; read through LD_PRELOAD=libgranary-preload.so"
         return super().start()
 
     def daemon_capacity(self):

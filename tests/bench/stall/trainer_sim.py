@@ -14,8 +14,8 @@ utilisation = compute / wall.
   trainer_sim.py --list FILES [--loaders 8] [--batch 32] [--compute-ms 10]
                  [--epochs 2] [--seed 1] [--hint] [--torch]
 
---hint sends each epoch's order to granaryd before the epoch starts (as
-granary.HintedSampler does: hint, then epoch), through the Python module.
+--hint starts each epoch in granaryd and sends its order before the epoch's
+first read, through the Python module (granary.epoch, then granary.hint).
 --torch runs the same loop through a real torch DataLoader (torchvision's
 read_file as the loader; with --hint, granary.HintedSampler as the sampler).
 --stop-after S ends an epoch early once S seconds have passed (used only
@@ -69,11 +69,14 @@ def epoch_order(n, seed, epoch):
 
 
 def send_hint(paths, order):
+    """Start the dataset's next epoch, then send its order: an order that
+    arrives before any read of the current epoch is that epoch's order
+    (docs/policy.md, "Hinted order"), also on the very first epoch."""
     import granary
     ordered = [paths[i] for i in order]
     t0 = time.monotonic()
-    granary.hint(ordered)
     granary.epoch(path=ordered[0])
+    granary.hint(ordered)
     return time.monotonic() - t0
 
 
