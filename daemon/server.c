@@ -22,6 +22,7 @@
 #include "fetch.h"
 #include "hint.h"
 #include "log.h"
+#include "peer.h"
 #include "policy.h"
 #include "pool.h"
 #include "prefetch.h"
@@ -1333,6 +1334,7 @@ char *server_status_json(struct granaryd *d)
 	if (!root)
 		return NULL;
 	json_object_set_new(root, "qos", qos_status_json(d));
+	peer_status_json(d, root);
 	s = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	return s;
