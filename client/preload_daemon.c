@@ -55,9 +55,11 @@
  * reports go over its own connection.
  *
  * Each thread buffers its reads served this way (slot, id) and sends them
- * as one one-way ACCESS message when ACCESS_BATCH are buffered, when the
- * oldest is ACCESS_AGE_NS old at the next open, at thread exit, at process
- * exit and before fork; never waiting: a full socket drops the batch.
+ * as one ACCESS message when ACCESS_BATCH are buffered, when the oldest is
+ * ACCESS_AGE_NS old at the next open, and before fork, asking for no answer;
+ * at thread and process exit it asks for one and waits ACCESS_WAIT_MS at
+ * most, so the reads are counted before the reader is gone. A full socket
+ * drops the batch: reports are statistics, never worth a stall.
  */
 #include "preload.h"
 
@@ -86,10 +88,12 @@
 #define CONN_REG_MAX	1024
 #define TABLE_NEVER	UINT64_MAX
 #define MAX_REPLY_FDS	4
+#define TS_POOL_MAX	1024
 #define FX_FD_BASE	900	   /* where the objects/ descriptor is kept */
 #define ACCESS_BATCH	64	   /* fast reads reported in one ACCESS */
 #define ACCESS_AGE_NS	20000000LL /* the oldest waits no longer, if there is an open */
 #define FX_LIVE_NS	1000000LL  /* how often a fast open asks whether the daemon runs */
+#define ACCESS_WAIT_MS	100	   /* for the answer to the reports sent at exit */
 
 struct tstate {
 	int fd;		   /* connection, -1 when none */
@@ -97,7 +101,11 @@ struct tstate {
 	uint64_t epoch;	   /* fail_epoch when connected */
 	uint64_t fork_gen; /* fork_gen when the state was last used */
 	uint32_t next_id;
-	uint32_t nacc;	     /* reads served by the fast path, not reported yet */
+	int in_use;  /* atomic: a live thread's; 0: free for the next one */
+	bool pooled; /* in ts_pool: never unmapped */
+	/* reads served by the fast path, not reported yet: under acc_lock */
+	int acc_lock;
+	uint32_t nacc;
 	uint64_t acc_serial; /* fx.serial of the index they were served from */
 	uint64_t acc_fork;   /* fork_gen then */
 	int64_t acc_first;   /* CLOCK_MONOTONIC_COARSE ns of the first */
@@ -113,9 +121,10 @@ static struct {
 	bool fast_off; /* GRANARY_FASTPATH=0 */
 	int debug;
 	int timeout_ms;
-	int64_t spin_ns;   /* GRANARY_SPIN_US: how long a waiter may spin */
-	unsigned spin_max; /* how many threads may spin at once */
-	unsigned spinners; /* atomic: how many do now */
+	int64_t spin_ns;       /* GRANARY_SPIN_US: how long a waiter may spin */
+	unsigned spin_max;     /* how many threads may spin at once */
+	unsigned spinners;     /* atomic: how many do now */
+	unsigned acc_inflight; /* atomic: batches of reports taken, not sent yet */
 	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	pthread_key_t key;
 	bool have_key;
@@ -138,6 +147,14 @@ static struct {
 };
 
 static int conn_reg[CONN_REG_MAX]; /* fd + 1 of every connection, 0 when free */
+
+/*
+ * Every thread state made, filled in order, never unmapped: a thread's
+ * state goes back to the pool when it ends, and at process exit the reports
+ * of threads still ending (a program that joined them has gone on before
+ * their destructors ran) are taken from here.
+ */
+static struct tstate *ts_pool[TS_POOL_MAX]; /* atomic */
 
 /*
  * The shared index; see DESIGN above. Readers load the fields atomically
@@ -356,7 +373,8 @@ out:
 /* ---- settings and threads ---- */
 
 static void tstate_destroy(void *p);
-static void access_flush(struct tstate *ts);
+static void access_flush(struct tstate *ts, bool wait);
+static void access_flush_all(void);
 static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
@@ -446,13 +464,34 @@ static struct tstate *tstate_get(void)
 {
 	struct tstate *ts = tls_ts;
 	void *p;
+	int i;
 
 	if (ts)
 		return ts;
-	p = mmap(NULL, sizeof(*ts), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	ts = p;
+	for (i = 0; i < TS_POOL_MAX && !ts; i++) {
+		struct tstate *q = __atomic_load_n(&ts_pool[i], __ATOMIC_ACQUIRE);
+		int zero = 0;
+
+		if (!q)
+			break;
+		if (__atomic_compare_exchange_n(&q->in_use, &zero, 1, false, __ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED))
+			ts = q;
+	}
+	if (!ts) {
+		p = mmap(NULL, sizeof(*ts), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		ts = p;
+		ts->in_use = 1;
+		for (i = 0; i < TS_POOL_MAX && !ts->pooled; i++) {
+			struct tstate *null = NULL;
+
+			ts->pooled = __atomic_compare_exchange_n(
+				&ts_pool[i], &null, ts, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+		}
+	}
 	ts->fd = -1;
 	ts->slot = -1;
 	ts->fork_gen = __atomic_load_n(&g.fork_gen, __ATOMIC_RELAXED);
@@ -507,15 +546,19 @@ void shim_conn_fd_lost(int fd)
 	shim_log("the application closed the connection on fd %d; a new one will be made", fd);
 }
 
-/* Report this thread's fast reads, if any, with the shim entered (exit paths). */
-static void access_flush_now(struct tstate *ts)
+/*
+ * Report this thread's fast reads, if any, with the shim entered (exit and
+ * fork). @wait: for the daemon's answer, a short while at most, so that the
+ * reads are counted before the thread or the process is gone.
+ */
+static void access_flush_now(struct tstate *ts, bool wait)
 {
 	int saved = errno;
 
-	if (!ts || !ts->nacc || tls_busy)
+	if (!ts || !__atomic_load_n(&ts->nacc, __ATOMIC_RELAXED) || tls_busy)
 		return;
 	tls_busy = 1;
-	access_flush(ts);
+	access_flush(ts, wait);
 	tls_busy = 0;
 	errno = saved;
 }
@@ -524,25 +567,38 @@ static void tstate_destroy(void *p)
 {
 	struct tstate *ts = p;
 
-	access_flush_now(ts);
+	access_flush_now(ts, true);
 	if (ts->fork_gen == __atomic_load_n(&g.fork_gen, __ATOMIC_RELAXED))
 		conn_drop(ts);
 	if (tls_ts == ts)
 		tls_ts = NULL;
-	munmap(ts, sizeof(*ts));
+	if (!ts->pooled) {
+		munmap(ts, sizeof(*ts));
+		return;
+	}
+	__atomic_store_n(&ts->in_use, 0, __ATOMIC_RELEASE);
 }
 
-/* At exit: the main thread's reports (other threads' go when they end). */
+/*
+ * At exit: this thread's reports and those other threads have not sent yet
+ * (threads a program joined may not have reached their destructors).
+ */
 __attribute__((destructor)) static void shim_dtor(void)
 {
-	if (__atomic_load_n(&g.ready, __ATOMIC_ACQUIRE) && !g.disabled)
-		access_flush_now(tls_ts);
+	int saved = errno;
+
+	if (!__atomic_load_n(&g.ready, __ATOMIC_ACQUIRE) || g.disabled || tls_busy)
+		return;
+	tls_busy = 1;
+	access_flush_all();
+	tls_busy = 0;
+	errno = saved;
 }
 
 static void fork_prepare(void)
 {
 	/* before the lock: reporting may connect, and HELLO takes it */
-	access_flush_now(tls_ts);
+	access_flush_now(tls_ts, false);
 	pthread_mutex_lock(&g.table_lock);
 }
 
@@ -562,8 +618,21 @@ static void fork_child(void)
 		if (v > 0 && shim_conn_fd_unmark(v - 1))
 			shim_sys_close(v - 1);
 	}
+	/* the other threads' states: no thread of this process owns them */
+	for (i = 0; i < TS_POOL_MAX; i++) {
+		struct tstate *q = __atomic_load_n(&ts_pool[i], __ATOMIC_RELAXED);
+
+		if (!q)
+			break;
+		if (q == tls_ts)
+			continue;
+		q->nacc = 0;
+		__atomic_store_n(&q->acc_lock, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&q->in_use, 0, __ATOMIC_RELEASE);
+	}
 	__atomic_add_fetch(&g.fork_gen, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&g.spinners, 0, __ATOMIC_RELAXED); /* only this thread lives on */
+	__atomic_store_n(&g.acc_inflight, 0, __ATOMIC_RELAXED);
 }
 
 /* ---- connections ---- */
@@ -679,12 +748,14 @@ static ssize_t conn_recv(struct tstate *ts, struct msghdr *mh, bool spin)
 /*
  * Send ts->out (request @id of @type) and receive its reply into ts->in.
  * @wait_ms < 0: wait as long as the socket timeout allows; else at most that.
+ * @sendfl: more flags for send(): MSG_DONTWAIT gives up at once (-ETIMEDOUT)
+ * when the socket is full.
  * Returns the reply's length with @rfd[0..@nrfd-1] its descriptors, -1 where
  * it had none (any more are closed); -ETIMEDOUT when @wait_ms passed (the
  * connection stays usable); other -errno: the connection is unusable.
  */
 static ssize_t conn_call(struct tstate *ts, uint32_t id, uint16_t type, int *rfd, int nrfd,
-			 int wait_ms)
+			 int wait_ms, int sendfl)
 {
 	ssize_t n;
 	int i;
@@ -692,7 +763,7 @@ static ssize_t conn_call(struct tstate *ts, uint32_t id, uint16_t type, int *rfd
 	for (i = 0; i < nrfd; i++)
 		rfd[i] = -1;
 	do {
-		n = send(ts->fd, ts->out.data, ts->out.len, MSG_NOSIGNAL);
+		n = send(ts->fd, ts->out.data, ts->out.len, MSG_NOSIGNAL | sendfl);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return errno == EAGAIN ? -ETIMEDOUT : -errno;
@@ -934,7 +1005,7 @@ static int hello(struct tstate *ts, uint64_t epoch)
 	proto_begin(&ts->out, PROTO_HELLO, id);
 	/* HELLO costs the daemon nothing: a slow answer means a sick daemon */
 	n = conn_call(ts, id, PROTO_HELLO, rfd, 2,
-		      g.timeout_ms < HELLO_WAIT_MS ? g.timeout_ms : HELLO_WAIT_MS);
+		      g.timeout_ms < HELLO_WAIT_MS ? g.timeout_ms : HELLO_WAIT_MS, 0);
 	if (n < 0)
 		return (int)n;
 	pthread_mutex_lock(&g.table_lock);
@@ -1062,7 +1133,7 @@ static ssize_t shim_call_locked(uint16_t type, const char *path, int *rfd, struc
 		proto_begin(&ts->out, type, id);
 		if (path && proto_put_str(&ts->out, PROTO_T_PATH, path) < 0)
 			return -ENAMETOOLONG;
-		n = conn_call(ts, id, type, rfd, 1, wait_ms);
+		n = conn_call(ts, id, type, rfd, 1, wait_ms, 0);
 		if (n >= 0) {
 			if (__atomic_load_n(&g.timeouts, __ATOMIC_RELAXED))
 				__atomic_store_n(&g.timeouts, 0, __ATOMIC_RELAXED);
@@ -1234,46 +1305,141 @@ static int64_t coarse_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/*
- * Send @ts's buffered reports as one ACCESS, without waiting for room or an
- * answer. A batch about another index than the current one, or inherited
- * from the parent across fork, is dropped: its slots mean nothing now.
- */
-static void access_flush(struct tstate *ts)
+static void acc_lock(struct tstate *ts)
 {
-	uint32_t n = ts->nacc, id;
-	uint64_t serial = ts->acc_serial;
+	while (__atomic_exchange_n(&ts->acc_lock, 1, __ATOMIC_ACQUIRE))
+		sched_yield(); /* held for a few stores, by the owner or the exiting thread */
+}
+
+static void acc_unlock(struct tstate *ts)
+{
+	__atomic_store_n(&ts->acc_lock, 0, __ATOMIC_RELEASE);
+}
+
+/* A batch of reports taken out of a thread's state. */
+struct acc_batch {
+	uint32_t n;
+	uint64_t serial;
+	struct proto_fx_access a[ACCESS_BATCH];
+};
+
+/*
+ * Take @ts's reports into @b, leaving none. A batch about another index
+ * than the current one, or inherited from the parent across fork, is
+ * dropped: its slots mean nothing now. Returns how many were taken.
+ */
+static uint32_t access_take(struct tstate *ts, struct acc_batch *b)
+{
+	bool keep;
+
+	acc_lock(ts);
+	b->n = ts->nacc;
+	b->serial = ts->acc_serial;
+	keep = b->n && ts->acc_fork == __atomic_load_n(&g.fork_gen, __ATOMIC_RELAXED) &&
+	       b->serial == __atomic_load_n(&fx.serial, __ATOMIC_RELAXED);
+	if (keep) {
+		memcpy(b->a, ts->acc, b->n * sizeof(b->a[0]));
+		__atomic_add_fetch(&g.acc_inflight, 1, __ATOMIC_RELAXED); /* see access_flush_all */
+	}
+	__atomic_store_n(&ts->nacc, 0, __ATOMIC_RELAXED);
+	acc_unlock(ts);
+	if (!keep)
+		b->n = 0;
+	return b->n;
+}
+
+/*
+ * Send @b as one ACCESS on this thread's connection, never waiting for room:
+ * a full socket drops it. With @wait, ask for the answer and wait for it
+ * ACCESS_WAIT_MS at most (exits); else none is asked for.
+ */
+static void access_send(const struct acc_batch *b, bool wait)
+{
 	struct tstate *c;
 	bool fresh;
 	ssize_t r;
+	uint32_t id;
 	int old;
 
-	ts->nacc = 0;
-	if (!n || ts->acc_fork != __atomic_load_n(&g.fork_gen, __ATOMIC_RELAXED) ||
-	    serial != __atomic_load_n(&fx.serial, __ATOMIC_RELAXED))
-		return;
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 	c = conn_get(&fresh);
-	if (!c || serial != __atomic_load_n(&fx.serial, __ATOMIC_RELAXED))
+	if (!c || b->serial != __atomic_load_n(&fx.serial, __ATOMIC_RELAXED))
 		goto out; /* down, or HELLO just brought another index */
 	id = ++c->next_id;
 	proto_begin(&c->out, PROTO_ACCESS, id);
-	if (proto_put_u32(&c->out, PROTO_T_FLAGS, PROTO_F_NOREPLY) < 0 ||
-	    proto_put(&c->out, PROTO_T_SLOTS, ts->acc, n * (uint32_t)sizeof(ts->acc[0])) < 0)
+	if (proto_put_u32(&c->out, PROTO_T_FLAGS, wait ? 0 : PROTO_F_NOREPLY) < 0 ||
+	    proto_put(&c->out, PROTO_T_SLOTS, b->a, b->n * (uint32_t)sizeof(b->a[0])) < 0)
 		goto out;
-	do {
-		r = send(c->fd, c->out.data, c->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-	} while (r < 0 && errno == EINTR);
+	if (wait) {
+		r = conn_call(c, id, PROTO_ACCESS, NULL, 0, ACCESS_WAIT_MS, MSG_DONTWAIT);
+	} else {
+		do {
+			r = send(c->fd, c->out.data, c->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		} while (r < 0 && errno == EINTR);
+		if (r < 0)
+			r = errno == EAGAIN ? -ETIMEDOUT : -errno;
+	}
 	if (r >= 0)
 		goto out;
-	if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) {
-		conn_drop(c);
-		fx_retire(); /* the daemon went away: its index is not to be trusted */
+	if (r == -ETIMEDOUT) {
+		shim_log("report of %u fast read(s): %s", b->n,
+			 wait ? "no answer yet, not waiting" : "socket full, dropped");
 	} else {
-		shim_log("report of %u fast read(s) dropped: %s", n, shim_errname(errno));
+		conn_drop(c);
+		if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN)
+			fx_retire(); /* the daemon went away: its index is not to be trusted */
+		else
+			shim_log("report of %u fast read(s) failed: %s", b->n,
+				 shim_errname((int)-r));
 	}
 out:
 	pthread_setcancelstate(old, NULL);
+}
+
+static void access_flush(struct tstate *ts, bool wait)
+{
+	struct acc_batch b;
+
+	if (!access_take(ts, &b))
+		return;
+	access_send(&b, wait);
+	__atomic_sub_fetch(&g.acc_inflight, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * Every pending report of the process; the last message waits for its
+ * answer. Then, a short while at most, for the batches other threads took
+ * and are sending: the process ends when this returns.
+ */
+static void access_flush_all(void)
+{
+	struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000};
+	struct acc_batch prev, cur;
+	int64_t end;
+	int i;
+
+	prev.n = 0;
+	for (i = -1; i < TS_POOL_MAX; i++) {
+		struct tstate *q = i < 0 ? tls_ts : __atomic_load_n(&ts_pool[i], __ATOMIC_ACQUIRE);
+
+		if (i >= 0 && !q)
+			break;
+		if (!q || (i >= 0 && q == tls_ts) || !__atomic_load_n(&q->nacc, __ATOMIC_RELAXED) ||
+		    !access_take(q, &cur))
+			continue;
+		if (prev.n) {
+			access_send(&prev, false);
+			__atomic_sub_fetch(&g.acc_inflight, 1, __ATOMIC_RELEASE);
+		}
+		prev = cur;
+	}
+	if (prev.n) {
+		access_send(&prev, true);
+		__atomic_sub_fetch(&g.acc_inflight, 1, __ATOMIC_RELEASE);
+	}
+	end = mono_ns() + (int64_t)ACCESS_WAIT_MS * 1000000;
+	while (__atomic_load_n(&g.acc_inflight, __ATOMIC_ACQUIRE) && mono_ns() < end)
+		nanosleep(&pause, NULL);
 }
 
 /* Remember a read of @slot (object @id) served from the index of @serial. */
@@ -1281,11 +1447,14 @@ static void access_record(uint64_t slot, uint64_t id, uint64_t serial)
 {
 	struct tstate *ts = tstate_get();
 	uint64_t fg = __atomic_load_n(&g.fork_gen, __ATOMIC_RELAXED);
+	bool full;
 
 	if (!ts)
 		return;
+	acc_lock(ts);
 	if (ts->nacc && (ts->acc_serial != serial || ts->acc_fork != fg))
-		ts->nacc = 0; /* about another index, or the parent's */
+		__atomic_store_n(&ts->nacc, 0,
+				 __ATOMIC_RELAXED); /* another index's, the parent's */
 	if (!ts->nacc) {
 		ts->acc_serial = serial;
 		ts->acc_fork = fg;
@@ -1293,16 +1462,20 @@ static void access_record(uint64_t slot, uint64_t id, uint64_t serial)
 	}
 	ts->acc[ts->nacc].slot = slot;
 	ts->acc[ts->nacc].id = id;
-	if (++ts->nacc == ACCESS_BATCH)
-		access_flush(ts);
+	__atomic_store_n(&ts->nacc, ts->nacc + 1, __ATOMIC_RELAXED);
+	full = ts->nacc == ACCESS_BATCH;
+	acc_unlock(ts);
+	if (full)
+		access_flush(ts, false);
 }
 
 void shim_access_tick(void)
 {
 	struct tstate *ts = tls_ts;
 
-	if (ts && ts->nacc && coarse_ns() - ts->acc_first >= ACCESS_AGE_NS)
-		access_flush(ts);
+	if (ts && __atomic_load_n(&ts->nacc, __ATOMIC_RELAXED) &&
+	    coarse_ns() - ts->acc_first >= ACCESS_AGE_NS)
+		access_flush(ts, false);
 }
 
 /*
