@@ -17,8 +17,9 @@
  * iteration while completions keep coming.
  *
  * Two things libfabric 1.17 asks for, found by trying: an shm peer is put in
- * the address vector only once its region exists (inserting it earlier makes
- * the first message from it crash the provider), and a peer that died leaves
+ * the address vector only once its region exists and is initialised
+ * (inserting it earlier makes the first message from it crash the provider;
+ * see shm_region_ready()), and a peer that died leaves
  * shm writes to it uncompleted forever, so fabric_peer_reset() detaches them
  * rather than waiting.
  */
@@ -30,6 +31,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rdma/fabric.h>
@@ -50,6 +53,7 @@
 #define FABRIC_ROUNDS	  16   /* batches per progress call, so the loop breathes */
 #define POLL_US		  1000 /* shm, or a wait fd with work in flight */
 #define SHM_PREFIX	  "granary://"
+#define SHM_SETTLE_NS	  (200LL * 1000000) /* see shm_region_ready() */
 
 enum fop_kind { FOP_RECV, FOP_SEND, FOP_WRITE };
 
@@ -109,6 +113,7 @@ struct fabric {
 	struct fop *detached; /* posted to a peer that was reset: see DESIGN */
 	unsigned inflight;    /* posted or queued, not detached */
 	bool busy;	      /* the last progress found completions */
+	bool expect;	      /* the caller expects traffic: poll hard without a wait fd */
 	size_t n_peers;
 	struct fabric_peer *peers;
 };
@@ -188,6 +193,28 @@ static void send_put(struct fabric *f, struct fop *op)
 
 /* ---- peers' addresses ---- */
 
+/*
+ * Whether an shm peer's region can be mapped: it exists and was created a
+ * while ago. The provider fills a new region within microseconds and marks it
+ * ready last; one found before that is entered in the address vector without
+ * a mapping, and the first message from that peer then crashes libfabric
+ * 1.17. A stale region of a dead process is old, and safe: the provider maps
+ * the new one when the peer comes back.
+ */
+static bool shm_region_ready(const char *path)
+{
+	struct timespec now;
+	struct stat sb;
+	int64_t age_ns;
+
+	if (stat(path, &sb) < 0)
+		return false;
+	clock_gettime(CLOCK_REALTIME, &now);
+	age_ns = (int64_t)(now.tv_sec - sb.st_ctim.tv_sec) * 1000000000LL +
+		 (now.tv_nsec - sb.st_ctim.tv_nsec);
+	return age_ns >= SHM_SETTLE_NS;
+}
+
 /* Insert @p into the address vector when it can be: 0, or -EAGAIN. */
 static int peer_resolve(struct fabric *f, struct fabric_peer *p)
 {
@@ -196,7 +223,7 @@ static int peer_resolve(struct fabric *f, struct fabric_peer *p)
 
 	if (p->addr != FI_ADDR_NOTAVAIL)
 		return 0;
-	if (p->shm_region && access(p->shm_region, F_OK) != 0)
+	if (p->shm_region && !shm_region_ready(p->shm_region))
 		return -EAGAIN; /* not started yet: see DESIGN */
 	n = fi_av_insert(f->av, p->dest, 1, &a, 0, NULL);
 	if (n != 1) {
@@ -463,7 +490,7 @@ void fabric_peer_reset(struct fabric *f, int peer)
 	struct fabric_peer *p;
 	struct fop *op, *next;
 
-	if (peer < 0 || (size_t)peer >= f->n_peers)
+	if (!f || peer < 0 || (size_t)peer >= f->n_peers)
 		return;
 	p = &f->peers[peer];
 	/* queued: never posted, so free at once */
@@ -606,7 +633,7 @@ static void rearm(struct fabric *f)
 		return;
 	}
 	if (f->wait_fd < 0) {
-		schedule_poll(f, POLL_US);
+		schedule_poll(f, f->expect ? 0 : POLL_US);
 		return;
 	}
 	struct fid *fids[1] = {&f->cq->fid};
@@ -615,6 +642,13 @@ static void rearm(struct fabric *f)
 		schedule_poll(f, 0);
 	else if (f->inflight)
 		schedule_poll(f, 10 * POLL_US); /* a safety net, not the path */
+}
+
+void fabric_expect(struct fabric *f, bool active)
+{
+	if (active && !f->expect && f->wait_fd < 0)
+		schedule_poll(f, 0);
+	f->expect = active;
 }
 
 static void on_event(evutil_socket_t fd, short what, void *arg)

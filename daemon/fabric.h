@@ -91,6 +91,13 @@ void fabric_mr_close(struct fabric_mr *mr);
 int fabric_write(struct fabric *f, int peer, struct fabric_mr *mr, const void *buf, size_t len,
 		 uint64_t raddr, uint64_t rkey, void *ctx);
 
+/*
+ * Whether the caller expects traffic soon (objects moving): without a wait fd
+ * (shm) the queue is then polled on every loop iteration instead of every
+ * millisecond.
+ */
+void fabric_expect(struct fabric *f, bool active);
+
 /* Operations posted or queued and not yet finished. */
 unsigned fabric_inflight(const struct fabric *f);
 

@@ -223,6 +223,7 @@ struct node {
 	enum in_state in;
 	struct session is;
 	bool auth_warned, mac_warned;
+	int64_t refused_logged_ns;
 	/* for status */
 	uint64_t pulls, pull_bytes, pull_failures;
 	uint64_t pushes, push_bytes, push_failures;
@@ -361,6 +362,20 @@ static struct node *node_by_name(struct peer *p, const char *name)
 			return &p->nodes[i];
 	}
 	return NULL;
+}
+
+/* Objects moving: tell the transport to poll hard where it has no wait fd. */
+static void activity_update(struct peer *p)
+{
+	bool active = false;
+
+	if (!p->fab)
+		return;
+	for (struct pull *pl = p->pulls; pl && !active; pl = pl->next)
+		active = pl->got_info;
+	for (struct push *ps = p->pushes; ps && !active; ps = ps->next)
+		active = !ps->fetching;
+	fabric_expect(p->fab, active);
 }
 
 static void live_update(struct peer *p)
@@ -518,6 +533,8 @@ static int send_raw(struct peer *p, struct node *n, int type, bool init, uint64_
 	h.sid = sid;
 	if (key)
 		message_mac(key, &h, body, h.mac);
+	if (!p->fab)
+		return -ENOTCONN;
 	memcpy(buf, &h, sizeof(h));
 	if (len)
 		memcpy(buf + sizeof(h), body, len);
@@ -537,6 +554,8 @@ static int send_in(struct peer *p, struct node *n, int type, const void *body, s
 }
 
 /* ---- requester side: pulls ---- */
+
+static void activity_update(struct peer *p);
 
 static void pull_pump_room(struct peer *p);
 
@@ -643,6 +662,7 @@ static void pull_end(struct peer *p, struct pull *pl, int err, const char *fmt, 
 		pull_free(pl);
 	}
 	pull_pump_room(p);
+	activity_update(p);
 	call->done(call);
 }
 
@@ -682,6 +702,8 @@ static int pull_offer(struct peer *p, struct pull *pl)
 			break; /* two windows out already */
 		if (p->win_used + budget > WINDOW_BUDGET && p->win_used > 0)
 			break; /* full: a window that ends makes room */
+		if (!p->fab)
+			return -ENOTCONN;
 		rc = fabric_mr_reg(p->fab, pl->map + off, len, true, &w->mr, &m.raddr, &m.rkey);
 		if (rc < 0) {
 			if (rc == -ENOMEM || rc == -EPERM)
@@ -827,6 +849,7 @@ static void on_info(struct peer *p, struct node *n, const struct m_info *m)
 		return;
 	}
 	pl->nwin = (uint32_t)((pl->size + WINDOW_SIZE - 1) / WINDOW_SIZE);
+	activity_update(p);
 	if (p->room_head) {
 		/* others wait for room already: behind them */
 		pl->waiting_room = true;
@@ -946,8 +969,12 @@ static void push_maybe_free(struct push *ps)
 {
 	if (ps->fetching || ps->reading || ps->writes)
 		return;
-	if (!ps->orphan)
-		push_unlink(ps->p, ps);
+	if (ps->orphan) {
+		push_destroy(ps);
+		return;
+	}
+	push_unlink(ps->p, ps);
+	activity_update(ps->p);
 	push_destroy(ps);
 }
 
@@ -1081,8 +1108,9 @@ static void push_read_done(struct uring_req *r)
 	XXH3_64bits_update(ps->xx, c->buf, c->len);
 	ps->read_off += c->len;
 	w = &ps->win[c->win];
-	rc = fabric_write(p->fab, ps->n->fid, p->chunk_mr, c->buf, c->len,
-			  w->raddr + (c->off - w->off), w->rkey, c);
+	rc = !p->fab ? -ENOTCONN
+		     : fabric_write(p->fab, ps->n->fid, p->chunk_mr, c->buf, c->len,
+				    w->raddr + (c->off - w->off), w->rkey, c);
 	if (rc < 0) {
 		chunk_put(p, c);
 		push_abort(ps, 0, "cannot post a write");
@@ -1227,6 +1255,7 @@ static void push_fetched(struct fetch_waiter *w, struct object *o, int direct_fd
 		v.gid = (uint32_t)sb.st_gid;
 	}
 	ps->size = v.size;
+	activity_update(p);
 	memset(&m, 0, sizeof(m));
 	m.req = ps->req;
 	m.size = v.size;
@@ -1301,6 +1330,19 @@ static void on_get(struct peer *p, struct node *n, const struct m_get *m, size_t
 	ps->w.foreground = true;
 	ps->w.want_fd = true;
 	ps->fetching = true;
+	/*
+	 * Fetching it from a peer that now asks for it: the two views of the rack
+	 * differ for a moment. Waiting on each other would last until a timeout;
+	 * this node takes it from the backend instead.
+	 */
+	for (struct pull *pl = p->pulls; pl;) {
+		if (!strcmp(pl->path, ps->path)) {
+			pull_end(p, pl, -EAGAIN, "%s asked for it meanwhile", n->name);
+			pl = p->pulls;
+		} else {
+			pl = pl->next;
+		}
+	}
 	fetch_get(p->d, mt, ps->path, &ps->w); /* may answer before returning */
 }
 
@@ -1389,7 +1431,8 @@ static void node_down(struct peer *p, struct node *n, const char *why)
 	}
 	pulls_fail_node(p, n, -EHOSTUNREACH, why);
 	pushes_abort_node(p, n);
-	fabric_peer_reset(p->fab, n->fid);
+	if (p->fab)
+		fabric_peer_reset(p->fab, n->fid);
 }
 
 /* A boot id from @n: a new one means it restarted since we last spoke. */
@@ -1517,10 +1560,17 @@ static void on_auth(struct peer *p, const struct wire_hdr *hdr, const struct m_a
 		return;
 	proof(p, &n->is, n->name, p->self->name, "initiator", want);
 	if (CRYPTO_memcmp(want, m->proof, KEY_LEN) != 0) {
+		int64_t now = granaryd_now_ns();
+
 		n->in = IN_NONE;
 		n->refused++;
 		p->refused++;
-		log_warn("peer refused: wrong rack secret name=%s address=%s", n->name, n->address);
+		if (!n->refused_logged_ns || now - n->refused_logged_ns > UNKNOWN_LOG_NS * 6) {
+			/* it retries every heartbeat: a line a minute says enough */
+			n->refused_logged_ns = now;
+			log_warn("peer refused: wrong rack secret name=%s address=%s attempts=%llu",
+				 n->name, n->address, (unsigned long long)n->refused);
+		}
 		return;
 	}
 	len = transcript(&n->is, n->name, p->self->name, "session", t, sizeof(t));
@@ -1646,6 +1696,9 @@ static void on_recv(void *arg, const void *msg, size_t len)
 		}
 		return;
 	}
+	/* anything it says proves it alive, even when its acks queue behind data */
+	if (n->out == OUT_UP)
+		n->last_ack_ns = granaryd_now_ns();
 
 	switch (h.type) {
 	case M_OK:
@@ -1869,15 +1922,30 @@ void peer_status_json(struct granaryd *d, void *json_object)
 		json_object_set_new(root, "rack", r);
 }
 
-static int setup_chunks(struct peer *p)
+/*
+ * Open the endpoint, add the other nodes and register the read buffers. On
+ * failure everything opened here is closed again.
+ */
+static int transport_open(struct peer *p)
 {
+	const struct config *cfg = p->d->cfg;
+	struct fabric_cbs cbs = {.arg = p, .recv = on_recv, .write_done = on_write_done};
 	size_t len = (size_t)CHUNKS * CHUNK_SIZE;
 	int rc;
 
-	p->chunk_mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p->chunk_mem == MAP_FAILED) {
-		p->chunk_mem = NULL;
-		return -errno;
+	rc = fabric_open(p->d->base, cfg->peers.provider, p->self->address, &cbs, &p->fab);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < p->n_nodes; i++) {
+		struct node *n = &p->nodes[i];
+
+		if (n->self)
+			continue;
+		n->fid = fabric_peer_add(p->fab, n->address);
+		if (n->fid < 0) {
+			rc = n->fid;
+			goto err;
+		}
 	}
 	rc = fabric_mr_reg(p->fab, p->chunk_mem, len, false, &p->chunk_mr, NULL, NULL);
 	if (rc < 0) {
@@ -1885,13 +1953,21 @@ static int setup_chunks(struct peer *p)
 			  "cannot register the rack's read buffers bytes=%zu: with an RDMA "
 			  "provider raise the locked-memory limit (ulimit -l, LimitMEMLOCK=)",
 			  len);
-		return rc;
-	}
-	for (int i = CHUNKS - 1; i >= 0; i--) {
-		p->chunks[i].buf = p->chunk_mem + (size_t)i * CHUNK_SIZE;
-		chunk_put(p, &p->chunks[i]);
+		goto err;
 	}
 	return 0;
+err:
+	fabric_close(p->fab);
+	p->fab = NULL;
+	return rc;
+}
+
+static void transport_close(struct peer *p)
+{
+	fabric_mr_close(p->chunk_mr);
+	p->chunk_mr = NULL;
+	fabric_close(p->fab);
+	p->fab = NULL;
 }
 
 static void rack_free(struct peer *p, bool keep_chunks)
@@ -1900,8 +1976,7 @@ static void rack_free(struct peer *p, bool keep_chunks)
 		event_free(p->ev_hb);
 	if (p->ev_tick)
 		event_free(p->ev_tick);
-	fabric_mr_close(p->chunk_mr);
-	fabric_close(p->fab);
+	transport_close(p);
 	if (p->chunk_mem && !keep_chunks)
 		munmap(p->chunk_mem, (size_t)CHUNKS * CHUNK_SIZE);
 	OPENSSL_cleanse(p->secret, sizeof(p->secret));
@@ -1918,7 +1993,6 @@ static void rack_free(struct peer *p, bool keep_chunks)
 int peer_start(struct granaryd *d)
 {
 	const struct config *cfg = d->cfg;
-	struct fabric_cbs cbs = {.recv = on_recv, .write_done = on_write_done};
 	struct peer *p;
 	struct timeval tv;
 	int rc;
@@ -1976,22 +2050,18 @@ int peer_start(struct granaryd *d)
 		return 0;
 	}
 
-	cbs.arg = p;
-	rc = fabric_open(d->base, cfg->peers.provider, p->self->address, &cbs, &p->fab);
-	if (rc < 0)
+	p->chunk_mem = mmap(NULL, (size_t)CHUNKS * CHUNK_SIZE, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p->chunk_mem == MAP_FAILED) {
+		p->chunk_mem = NULL;
+		rc = -errno;
 		goto err;
-	for (size_t i = 0; i < p->n_nodes; i++) {
-		struct node *n = &p->nodes[i];
-
-		if (n->self)
-			continue;
-		n->fid = fabric_peer_add(p->fab, n->address);
-		if (n->fid < 0) {
-			rc = n->fid;
-			goto err;
-		}
 	}
-	rc = setup_chunks(p);
+	for (int i = CHUNKS - 1; i >= 0; i--) {
+		p->chunks[i].buf = p->chunk_mem + (size_t)i * CHUNK_SIZE;
+		chunk_put(p, &p->chunks[i]);
+	}
+	rc = transport_open(p);
 	if (rc < 0)
 		goto err;
 	p->ev_hb = event_new(d->base, -1, EV_PERSIST, on_heartbeat, p);
