@@ -3,8 +3,10 @@
  * granaryd by interposing the libc open and stat families.
  *
  * An open of a path under one of the daemon's mounts is answered with the
- * cache file's descriptor, so read, pread, mmap, fread and lseek go to the
- * kernel with no daemon on the path; fstat on that descriptor shows the
+ * cache file's descriptor (opened by the shim itself when the daemon's
+ * shared index holds the file, see preload_daemon.c; else passed by the
+ * daemon), so read, pread, mmap, fread and lseek go to the kernel with no
+ * daemon on the path; fstat on that descriptor shows the
  * source's size, mtime, mode and inode. Opens for writing go to the original
  * file and tell the daemon to drop its copy. Any failure on a mount whose
  * original exists falls open to it; on object-store mounts it is an errno.
