@@ -322,6 +322,7 @@ class Contender:
         self.backend = backend
         self.rels = rels
         self.listfile = None
+        self.stop_times = {}
 
     def root(self):
         raise NotImplementedError
@@ -442,15 +443,22 @@ class FuseContender(Contender):
         return super().start()
 
     def stop(self):
+        t0 = time.monotonic()
         if self.proc:
             fuse_unmount(self.mnt)
+            t1 = time.monotonic()
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
+                log("%s did not exit 20 s after the unmount: killed" % self.name)
                 self.proc.send_signal(signal.SIGKILL)
                 self.proc.wait()
             self.proc = None
+            self.stop_times["unmount"] = round(t1 - t0, 2)
+            self.stop_times["exit"] = round(time.monotonic() - t1, 2)
+        t2 = time.monotonic()
         shutil.rmtree(self.cache, ignore_errors=True)
+        self.stop_times["remove_cache"] = round(time.monotonic() - t2, 2)
 
     def pids(self):
         return [self.proc.pid] if self.proc else []
@@ -523,35 +531,52 @@ class Granary(Contender):
     """granaryd over the backend; trainers read through the shim.
 
     mode: "cold" (nothing cached), "warm" (`granary warm` of the mount first),
-    "hint" (cold, and the trainer sends each epoch's order)."""
+    "hint" (cold, and the trainer sends each epoch's order), "nas" (warm, but
+    the mount is a posix one over the `direct` rclone mount without cache:
+    granary in front of a NAS mount, where the shim opens cached files from
+    the daemon's shared index without a round trip)."""
+
+    NAMES = {"cold": "granary cold", "warm": "granary warm", "hint": "granary hinted",
+             "nas": "granary warm, NAS mount"}
 
     def __init__(self, work, backend, rels, mode, capacity_bytes, prefetch_window=256,
                  connections=64):
         self.mode = mode
-        self.name = {"cold": "granary cold", "warm": "granary warm",
-                     "hint": "granary hinted"}[mode]
+        self.name = self.NAMES[mode]
         super().__init__(work, backend, rels)
         self.capacity = capacity_bytes
         self.window = prefetch_window
         self.connections = connections
         self.daemon = None
+        self.nas = None
         self.warm_s = None
         self.warm_out = ""
 
     def root(self):
-        return GRANARY_MOUNT
+        return self.nas.mnt if self.nas else GRANARY_MOUNT
+
+    def mount(self):
+        if self.nas:
+            return {"path": self.nas.mnt, "backend": "posix"}
+        return self.backend.granary_mount()
 
     def start(self):
         wd = os.path.join(self.work, self.key())
         os.makedirs(wd, exist_ok=True)
+        if self.mode == "nas":
+            self.nas = Rclone(self.work, self.backend, self.rels, "off")
+            self.nas.start()
         policy = {"prefetch_window": self.window} if self.mode == "hint" else {}
-        self.daemon = harness.Daemon(wd, [self.backend.granary_mount()], name="g",
+        self.daemon = harness.Daemon(wd, [self.mount()], name="g",
                                      cache={"capacity": self.daemon_capacity()},
                                      fetch={"connections": self.connections},
                                      log={"level": "warning"}, policy=policy)
         self.daemon.start(extra_env=self.backend.granary_env())
-        mount = dict(self.backend.granary_mount())
-        mount["url"] = mount["url"].replace(self.backend.proxy.url, "PROXY/")
+        mount = dict(self.mount())
+        if "url" in mount:
+            mount["url"] = mount["url"].replace(self.backend.proxy.url, "PROXY/")
+        else:
+            mount["path"] = "MNT (%s)" % self.nas.settings
         self.settings = "granaryd, mount %s; cache.capacity %s; fetch.connections %d; %s" % (
             json.dumps(mount, sort_keys=True), self.daemon_capacity(), self.connections,
             "policy.prefetch_window %d; " % self.window if self.mode == "hint" else "") + \
@@ -564,7 +589,7 @@ class Granary(Contender):
     def warm(self, jobs=64):
         """`granary warm MOUNT --jobs N`; returns seconds."""
         t0 = time.monotonic()
-        p = subprocess.run([harness.GRANARY, "warm", GRANARY_MOUNT, "--jobs", str(jobs)],
+        p = subprocess.run([harness.GRANARY, "warm", self.root(), "--jobs", str(jobs)],
                            capture_output=True, text=True, env=self.daemon.env(), timeout=3600)
         self.warm_s = time.monotonic() - t0
         self.warm_out = p.stdout.strip()
@@ -584,15 +609,24 @@ class Granary(Contender):
         return self.daemon.status()
 
     def pids(self):
-        return [self.daemon.pid] if self.daemon and self.daemon.proc else []
+        return ([self.daemon.pid] if self.daemon and self.daemon.proc else []) + (
+            self.nas.pids() if self.nas else [])
 
     def stop(self):
         if self.daemon:
+            t0 = time.monotonic()
             try:
                 self.daemon.stop()
             finally:
+                t1 = time.monotonic()
                 shutil.rmtree(self.daemon.dir, ignore_errors=True)
+                self.stop_times = {"daemon": round(t1 - t0, 2),
+                                   "remove_cache": round(time.monotonic() - t1, 2)}
             self.daemon = None
+        if self.nas:
+            self.nas.stop()
+            self.stop_times["nas"] = self.nas.stop_times
+            self.nas = None
 
     def cache_bytes(self):
         try:

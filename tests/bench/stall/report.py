@@ -15,7 +15,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MARK_BEGIN = "<!-- stall:begin -->"
 MARK_END = "<!-- stall:end -->"
 
-ORDER = ["local copy", "granary warm", "granary hinted", "granary cold", "rclone vfs full",
+ORDER = ["local copy", "granary warm", "granary warm, NAS mount", "granary hinted",
+         "granary cold", "rclone vfs full",
          "rclone vfs full, first read", "s3fs use_cache", "direct (rclone, no cache)"]
 
 
@@ -292,18 +293,22 @@ def markdown(report, doc, pngs):
     # read rates
     L.append("### Warm small-file read rate")
     L.append("")
-    L.append("| configuration | contender | files/s | MB/s | vs local copy | vs rclone vfs |")
-    L.append("|---|---|---|---|---|---|")
+    L.append("Each round of a contender follows one on the local copy; \"vs local copy\" is "
+             "the median of those paired ratios.")
+    L.append("")
+    L.append("| configuration | contender | files/s (rounds) | MB/s | local copy alongside, "
+             "files/s | vs local copy | vs rclone vfs |")
+    L.append("|---|---|---|---|---|---|---|")
     for cfg in report["configs"]:
-        loc = (by(cfg, "local copy") or {}).get("warm_rate", {}).get("files_per_s")
         rcl = (by(cfg, "rclone vfs full") or {}).get("warm_rate", {}).get("files_per_s")
         for r in rows(cfg):
             w = r.get("warm_rate")
             if not w:
                 continue
-            L.append("| %s | %s | %.0f | %.0f | %s | %s |" % (
-                cfg["name"], r["contender"], w["files_per_s"], w["mb_per_s"],
-                "%.2fx" % (w["files_per_s"] / loc) if loc else "—",
+            L.append("| %s | %s | %.0f (%s) | %.0f | %s | %.2fx | %s |" % (
+                cfg["name"], r["contender"], w["files_per_s"],
+                ", ".join("%.0f" % x for x in w["rounds"]), w["mb_per_s"],
+                ", ".join("%.0f" % x for x in w["local_rounds"]), w["vs_local"],
                 "%.1fx" % (w["files_per_s"] / rcl) if rcl else "—"))
     L.append("")
     L.append("### Fetching the whole dataset")
