@@ -246,6 +246,7 @@ def run_config(ctx, kind, delay, data_root, files):
     cap = cfg["bytes"] * 2
     recs = cfg["contenders"]
     try:
+        cfg["ceiling"] = backend_ceiling(be, rels, s["warm_jobs"], cwork)
         # the physical limit
         def local_phases(c, rec):
             rec["epochs"] = run_trainer(s, c, s["epochs"])
@@ -308,6 +309,40 @@ def run_config(ctx, kind, delay, data_root, files):
         be.stop()
         ctx["backends"].remove(be)
     return cfg
+
+
+def backend_ceiling(be, rels, parallel, work):
+    """GETs a second that the proxy and origin serve to `curl --parallel`
+    with `parallel` transfers in flight, every object once."""
+    be.start_proxy()
+    try:
+        cfg = os.path.join(work, "curl.cfg")
+        with open(cfg, "w") as f:
+            for r in rels:
+                url = be.proxy.url + ("ds/" + r if be.kind == "http" else
+                                      "%s/%s/%s" % (C.BUCKET, C.PREFIX, r))
+                f.write('url = "%s"\noutput = "/dev/null"\n' % url)
+        auth = []
+        if be.kind == "s3":
+            auth = ["--aws-sigv4", "aws:amz:us-east-1:s3", "-u",
+                    "%s:%s" % (servers.S3_KEY, servers.S3_SECRET),
+                    "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
+        t0 = time.monotonic()
+        p = subprocess.run(["curl", "--no-progress-meter", "--fail", "--parallel",
+                            "--parallel-max", str(parallel), "-K", cfg] + auth,
+                           capture_output=True, text=True, timeout=3600)
+        secs = time.monotonic() - t0
+        counts = be.proxy.counts()
+    finally:
+        be.stop_proxy()
+    if p.returncode != 0 or counts.get("errors"):
+        raise HarnessError("curl --parallel failed (%d, %s): %s" % (p.returncode, counts,
+                                                                    p.stderr[-1000:]))
+    C.log("%s: backend ceiling %.0f GET/s (curl, %d in flight)" % (be.name, len(rels) / secs,
+                                                                  parallel))
+    return {"tool": "curl --parallel --parallel-max %d" % parallel, "seconds": round(secs, 2),
+            "gets_per_s": round(len(rels) / secs, 1), "curl": C.tool_version(["curl",
+                                                                             "--version"])}
 
 
 # ---- figures derived from the records ----
@@ -394,7 +429,7 @@ def main():
                         help="default %s (quick: %s)" % (v, QUICK[k]))
     ap.add_argument("--no-scale", action="store_true")
     ap.add_argument("--out", help="results JSON (default tests/bench/results/stall.json; "
-                                  "quick: in the work directory)")
+                                  "quick: BUILD/bench-quick/stall-quick.json)")
     ap.add_argument("--doc", help="Markdown file whose Data stall section is rewritten "
                                   "(default docs/benchmarks.md; quick: none)")
     ap.add_argument("--plots", help="directory of the PNG plots (default docs/bench-plots)")
@@ -409,9 +444,10 @@ def main():
     work = tempfile.mkdtemp(prefix="granary-bench-stall-")
     src = harness.SRC
     if args.quick:
-        out = args.out or os.path.join(work, "stall-quick.json")
+        qdir = os.path.join(harness.BUILD, "bench-quick")
+        out = args.out or os.path.join(qdir, "stall-quick.json")
         doc = args.doc
-        plots = args.plots or (os.path.join(work, "plots") if not args.doc else
+        plots = args.plots or (os.path.join(qdir, "plots") if not args.doc else
                                os.path.join(os.path.dirname(args.doc), "bench-plots"))
     else:
         out = args.out or os.path.join(src, "tests", "bench", "results", "stall.json")
@@ -480,7 +516,10 @@ def main():
     report["wall_s"] = round(time.monotonic() - t_start, 1)
 
     import report as R
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    out = os.path.abspath(out)
+    report["results_path"] = out
+    report["results_name"] = os.path.relpath(out, src) if out.startswith(src + "/") else out
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(report, f, indent=1)
         f.write("\n")

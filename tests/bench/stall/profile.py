@@ -122,8 +122,9 @@ def main():
             section("backend ceiling: curl --parallel GETs")
             for par in (8, 64, 256):
                 t0 = time.monotonic()
-                subprocess.run(["curl", "-s", "-S", "--parallel", "--parallel-max", str(par), "-K",
-                                cfg] + auth, check=True)
+                subprocess.run(["curl", "--no-progress-meter", "--parallel",
+                                "--parallel-max", str(par), "-K", cfg] + auth, check=True,
+                               stderr=subprocess.DEVNULL)
                 dt = time.monotonic() - t0
                 print("%3d in flight: %.1f s, %.0f GET/s" % (par, dt, len(rels) / dt))
             be.stop_proxy()
