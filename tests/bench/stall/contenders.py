@@ -448,9 +448,9 @@ class FuseContender(Contender):
             fuse_unmount(self.mnt)
             t1 = time.monotonic()
             try:
-                self.proc.wait(20)
+                self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                log("%s did not exit 20 s after the unmount: killed" % self.name)
+                log("%s did not exit 10 s after the unmount: killed" % self.name)
                 self.proc.send_signal(signal.SIGKILL)
                 self.proc.wait()
             self.proc = None
