@@ -832,7 +832,7 @@ static ssize_t conn_call(struct tstate *ts, uint32_t id, uint16_t type, int *rfd
 
 /* ---- the shared index: install, replace, retire ---- */
 
-/* A duplicate of @fd at FX_FD_BASE or above (or @fd's own number when none is free), with its inode. */
+/* @fd moved (or with @dup_always, copied) to FX_FD_BASE or above, and its inode. */
 static int fx_fd_keep(int fd, bool dup_always, uint64_t *dev, uint64_t *ino)
 {
 	struct stat st;
@@ -879,7 +879,7 @@ static void fx_install(int ifd, int dfd, int conn, uint64_t epoch)
 	void *map = NULL, *old_map = fx.map;
 	size_t len = 0, old_len = fx.maplen;
 	int old_dir = fx.dirfd, old_live = fx.livefd, nd = -1, nl = -1;
-	uint64_t n = 0, serial = fx.serial;
+	uint64_t n = 0, serial = fx.serial, mdev = 0, mino = 0;
 	uint64_t odd = fx.dir_dev, odi = fx.dir_ino, old = fx.live_dev, oli = fx.live_ino;
 	struct stat st;
 
@@ -901,11 +901,8 @@ static void fx_install(int ifd, int dfd, int conn, uint64_t epoch)
 				munmap(map, len);
 				map = NULL;
 			}
-			if (n) {
-				serial++;
-				fx.map_dev = st.st_dev;
-				fx.map_ino = st.st_ino;
-			}
+			mdev = st.st_dev;
+			mino = st.st_ino;
 		}
 	}
 	if (n) {
@@ -925,11 +922,10 @@ static void fx_install(int ifd, int dfd, int conn, uint64_t epoch)
 		shim_sys_close(dfd);
 	if (!n && map && map != old_map)
 		munmap(map, len);
-	if (!n) {
+	if (!n)
 		map = NULL;
-		if (old_map)
-			serial++;
-	}
+	if (map != old_map)
+		serial++; /* reports about the old index mean nothing now */
 	if (!n && !old_map && old_dir < 0 && old_live < 0)
 		return; /* nothing before, nothing now */
 
@@ -952,6 +948,10 @@ static void fx_install(int ifd, int dfd, int conn, uint64_t epoch)
 	__atomic_add_fetch(&fx.gen, 1, __ATOMIC_RELEASE);
 	fx.map = map;
 	fx.maplen = n ? len : 0;
+	if (map && map != old_map) {
+		fx.map_dev = mdev;
+		fx.map_ino = mino;
+	}
 
 	/* a reader may still be in the old one: zero pages, then it sees empty slots */
 	if (old_map && old_map != map)
