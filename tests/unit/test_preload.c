@@ -379,6 +379,34 @@ static void test_fx_keys(void **state)
 	assert_true(k1 == XXH3_64bits_withSeed("/mnt/nas", 8, PROTO_FX_SEED1));
 }
 
+/* The key is of the path the daemon gets: normalising what the shim sends changes nothing. */
+static void test_fx_path_as_sent(void **state)
+{
+	static const char *const paths[][2] = {
+		{NULL, "//mnt///nas/./train/x.jpg"},
+		{NULL, "/mnt/nas/train/"},
+		{"/mnt/nas/train", "../val/./y.jpg"},
+		{"/mnt//nas/", "a//b/c.bin"},
+		{NULL, "/mnt/nas/..x/.y"},
+		{"/", "mnt/nas"},
+	};
+	char joined[PROTO_PATH_MAX + 1], norm[PROTO_PATH_MAX + 1];
+	uint64_t k1, k2, n1, n2;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		assert_true(preload_path_join(paths[i][0], paths[i][1], joined, sizeof(joined)) >=
+			    0);
+		assert_int_equal(proto_path_normalize(joined, strlen(joined), norm, sizeof(norm)),
+				 0);
+		assert_string_equal(norm, joined);
+		preload_fx_keys(joined, strlen(joined), &k1, &k2);
+		preload_fx_keys(norm, strlen(norm), &n1, &n2);
+		assert_true(k1 == n1 && k2 == n2);
+	}
+}
+
 static void test_fx_lookup(void **state)
 {
 	struct proto_fx_slot out;
@@ -848,10 +876,10 @@ int main(void)
 		cmocka_unit_test(test_srcstat_parse),	cmocka_unit_test(test_stat_patch),
 		cmocka_unit_test(test_statx_patch),	cmocka_unit_test(test_stat_fill),
 		cmocka_unit_test(test_access),		cmocka_unit_test(test_fx_keys),
-		cmocka_unit_test(test_fx_lookup),	cmocka_unit_test(test_fx_probe),
-		cmocka_unit_test(test_fx_torn),		cmocka_unit_test(test_fx_torn_race),
-		cmocka_unit_test(test_fx_check),	cmocka_unit_test(test_fx_same_name),
-		cmocka_unit_test(test_fx_daemon_index),
+		cmocka_unit_test(test_fx_path_as_sent), cmocka_unit_test(test_fx_lookup),
+		cmocka_unit_test(test_fx_probe),	cmocka_unit_test(test_fx_torn),
+		cmocka_unit_test(test_fx_torn_race),	cmocka_unit_test(test_fx_check),
+		cmocka_unit_test(test_fx_same_name),	cmocka_unit_test(test_fx_daemon_index),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
