@@ -13,8 +13,9 @@
  * Progress: when the provider gives the completion queue a wait fd (tcp,
  * verbs), the fd is an event of the loop, and fi_trywait() decides before
  * going back to sleep whether more must be read first. shm has no wait fd:
- * its queue is polled on a timer, every millisecond, or on the next loop
- * iteration while completions keep coming.
+ * its queue is polled every millisecond (or on the next loop iteration while
+ * completions keep coming), and a peer that posts something rings this
+ * node's doorbell (see ring()) so that it need not wait for the timer.
  *
  * Two things libfabric 1.17 asks for, found by trying: an shm peer is put in
  * the address vector only once its region exists and is initialised
@@ -30,8 +31,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <stddef.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -76,8 +80,10 @@ struct fabric_peer {
 	char *address;
 	void *dest; /* the provider's form of the address */
 	size_t destlen;
-	char *shm_region; /* shm: /dev/shm/<name> that must exist before insertion */
-	fi_addr_t addr;	  /* FI_ADDR_NOTAVAIL until inserted */
+	char *shm_region;	 /* shm: /dev/shm/<name> that must exist before insertion */
+	struct sockaddr_un bell; /* shm: the peer's doorbell */
+	socklen_t bell_len;
+	fi_addr_t addr; /* FI_ADDR_NOTAVAIL until inserted */
 	struct fop *q_head, *q_tail;
 	unsigned queued;
 	struct fop *posted;
@@ -113,10 +119,13 @@ struct fabric {
 	struct fop *detached; /* posted to a peer that was reset: see DESIGN */
 	unsigned inflight;    /* posted or queued, not detached */
 	bool busy;	      /* the last progress found completions */
-	bool expect;	      /* the caller expects traffic: poll hard without a wait fd */
+	int bell_fd;	      /* shm: this node's doorbell, or -1 */
+	struct event *ev_bell;
 	size_t n_peers;
 	struct fabric_peer *peers;
 };
+
+static void bell_name(const char *address, struct sockaddr_un *sa, socklen_t *len);
 
 static const char *ferr(int rc)
 {
@@ -138,7 +147,9 @@ const char *fabric_provider(const struct fabric *f)
 
 const char *fabric_progress_mode(const struct fabric *f)
 {
-	return f->wait_fd >= 0 ? "wait fd" : "polling";
+	if (f->wait_fd >= 0)
+		return "wait fd";
+	return f->bell_fd >= 0 ? "doorbell and polling" : "polling";
 }
 
 unsigned fabric_inflight(const struct fabric *f)
@@ -325,10 +336,107 @@ int fabric_peer_add(struct fabric *f, const char *address)
 	}
 	memcpy(p->dest, pi->dest_addr, pi->dest_addrlen);
 	p->destlen = pi->dest_addrlen;
+	if (f->shm)
+		bell_name(address, &p->bell, &p->bell_len);
 	fi_freeinfo(pi);
 	f->n_peers++;
 	peer_resolve(f, p);
 	return (int)(f->n_peers - 1);
+}
+
+/* ---- shm doorbells ---- */
+
+/*
+ * shm gives no wait fd, and polling alone costs a millisecond per hop. Each
+ * node binds a datagram socket in the abstract namespace named after its
+ * address; after posting to a peer it sends that peer's doorbell a byte, and
+ * the peer's loop wakes and progresses at once. A lost or stray ring costs
+ * nothing: the poll timer still runs.
+ */
+static void bell_name(const char *address, struct sockaddr_un *sa, socklen_t *len)
+{
+	int n;
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "granary-rack/%s", address);
+	if (n < 0 || (size_t)n >= sizeof(sa->sun_path) - 1)
+		n = (int)sizeof(sa->sun_path) - 2;
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+#define RING_POSTED 0 /* something was posted to you: progress, then ring me back */
+#define RING_BACK   1 /* I progressed after your ring: your completions may be in */
+
+static void ring(struct fabric *f, struct fabric_peer *p)
+{
+	char b = RING_POSTED;
+
+	if (f->bell_fd >= 0 && p->bell_len)
+		(void)sendto(f->bell_fd, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+			     (struct sockaddr *)&p->bell, p->bell_len);
+}
+
+static void on_event(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Rung. A peer's writes into this node complete at the peer only once this
+ * node has processed them, so after progressing, ring back whoever rang with
+ * news (never in answer to a ring back: no ping-pong).
+ */
+static void on_bell(evutil_socket_t fd, short what, void *arg)
+{
+	struct fabric *f = arg;
+	struct sockaddr_un from[4];
+	socklen_t fromlen[4];
+	int nfrom = 0;
+
+	for (;;) {
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+		char b;
+		ssize_t n = recvfrom(fd, &b, 1, MSG_DONTWAIT, (struct sockaddr *)&sa, &len);
+
+		if (n < 0)
+			break;
+		if (n != 1 || b != RING_POSTED || len <= offsetof(struct sockaddr_un, sun_path))
+			continue;
+		for (int i = 0; i <= nfrom; i++) {
+			if (i == nfrom) {
+				if (nfrom < 4) {
+					from[nfrom] = sa;
+					fromlen[nfrom++] = len;
+				}
+				break;
+			}
+			if (fromlen[i] == len && !memcmp(&from[i], &sa, len))
+				break;
+		}
+	}
+	on_event(fd, what, arg);
+	for (int i = 0; i < nfrom; i++) {
+		char b = RING_BACK;
+
+		(void)sendto(f->bell_fd, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+			     (struct sockaddr *)&from[i], fromlen[i]);
+	}
+}
+
+static void bell_open(struct fabric *f, const char *address)
+{
+	struct sockaddr_un sa;
+	socklen_t len;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return;
+	bell_name(address, &sa, &len);
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0) {
+		log_errno(LOG_WARNING, errno, "no shm doorbell, polling only address=%s", address);
+		close(fd);
+		return;
+	}
+	f->bell_fd = fd;
 }
 
 /* ---- posting ---- */
@@ -384,6 +492,7 @@ static void post_or_queue(struct fabric *f, struct fop *op)
 		rc = post(f, op);
 		if (rc == 0) {
 			posted_link(f, op);
+			ring(f, p);
 			return;
 		}
 	}
@@ -425,6 +534,7 @@ static void flush_queues(struct fabric *f)
 			p->queued--;
 			if (rc == 0) {
 				posted_link(f, op);
+				ring(f, p);
 				continue;
 			}
 			log_debug("post failed peer=%s detail=\"%s\"", p->address, ferr((int)rc));
@@ -633,7 +743,7 @@ static void rearm(struct fabric *f)
 		return;
 	}
 	if (f->wait_fd < 0) {
-		schedule_poll(f, f->expect ? 0 : POLL_US);
+		schedule_poll(f, POLL_US);
 		return;
 	}
 	struct fid *fids[1] = {&f->cq->fid};
@@ -641,14 +751,7 @@ static void rearm(struct fabric *f)
 	if (fi_trywait(f->fab, fids, 1) == -FI_EAGAIN)
 		schedule_poll(f, 0);
 	else if (f->inflight)
-		schedule_poll(f, 10 * POLL_US); /* a safety net, not the path */
-}
-
-void fabric_expect(struct fabric *f, bool active)
-{
-	if (active && !f->expect && f->wait_fd < 0)
-		schedule_poll(f, 0);
-	f->expect = active;
+		schedule_poll(f, POLL_US); /* a safety net, not the path */
 }
 
 static void on_event(evutil_socket_t fd, short what, void *arg)
@@ -811,6 +914,7 @@ int fabric_open(struct event_base *base, const char *provider, const char *addre
 	f->base = base;
 	f->cbs = *cbs;
 	f->wait_fd = -1;
+	f->bell_fd = -1;
 	f->shm = !strcmp(provider, "shm");
 	hints = make_hints(provider);
 	if (!hints) {
@@ -858,6 +962,15 @@ int fabric_open(struct event_base *base, const char *provider, const char *addre
 	if (rc < 0)
 		goto err;
 
+	if (f->wait_fd < 0)
+		bell_open(f, address);
+	if (f->bell_fd >= 0) {
+		f->ev_bell = event_new(base, f->bell_fd, EV_READ | EV_PERSIST, on_bell, f);
+		if (!f->ev_bell || event_add(f->ev_bell, NULL) < 0) {
+			rc = -ENOMEM;
+			goto err;
+		}
+	}
 	f->ev_poll = evtimer_new(base, on_event, f);
 	if (f->wait_fd >= 0)
 		f->ev_cq = event_new(base, f->wait_fd, EV_READ | EV_PERSIST, on_event, f);
@@ -900,6 +1013,10 @@ void fabric_close(struct fabric *f)
 		event_free(f->ev_cq);
 	if (f->ev_poll)
 		event_free(f->ev_poll);
+	if (f->ev_bell)
+		event_free(f->ev_bell);
+	if (f->bell_fd >= 0)
+		close(f->bell_fd);
 	/* the endpoint first: after it nothing the provider holds is touched */
 	if (f->ep)
 		fi_close(&f->ep->fid);

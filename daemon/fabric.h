@@ -49,7 +49,7 @@ void fabric_close(struct fabric *f);
 
 /* The provider in use, as libfabric names it ("tcp;ofi_rxm"). */
 const char *fabric_provider(const struct fabric *f);
-/* How completions are noticed: "wait fd" or "polling". */
+/* How completions are noticed: "wait fd", "doorbell and polling", "polling". */
 const char *fabric_progress_mode(const struct fabric *f);
 
 /* Add the peer at @address (same form as fabric_open's). Its id, or -errno. */
@@ -90,13 +90,6 @@ void fabric_mr_close(struct fabric_mr *mr);
  */
 int fabric_write(struct fabric *f, int peer, struct fabric_mr *mr, const void *buf, size_t len,
 		 uint64_t raddr, uint64_t rkey, void *ctx);
-
-/*
- * Whether the caller expects traffic soon (objects moving): without a wait fd
- * (shm) the queue is then polled on every loop iteration instead of every
- * millisecond.
- */
-void fabric_expect(struct fabric *f, bool active);
 
 /* Operations posted or queued and not yet finished. */
 unsigned fabric_inflight(const struct fabric *f);

@@ -86,7 +86,7 @@
 #define SECRET_MAX    4096
 
 /* owner: registered read buffers */
-#define CHUNK_SIZE	(256u * 1024)
+#define CHUNK_SIZE	(512u * 1024)
 #define CHUNKS		8
 #define CHUNKS_PER_PUSH 4
 /* requester: windows of the memfd registered for the owner's writes */
@@ -364,20 +364,6 @@ static struct node *node_by_name(struct peer *p, const char *name)
 	return NULL;
 }
 
-/* Objects moving: tell the transport to poll hard where it has no wait fd. */
-static void activity_update(struct peer *p)
-{
-	bool active = false;
-
-	if (!p->fab)
-		return;
-	for (struct pull *pl = p->pulls; pl && !active; pl = pl->next)
-		active = pl->got_info;
-	for (struct push *ps = p->pushes; ps && !active; ps = ps->next)
-		active = !ps->fetching;
-	fabric_expect(p->fab, active);
-}
-
 static void live_update(struct peer *p)
 {
 	p->n_live = 0;
@@ -555,8 +541,6 @@ static int send_in(struct peer *p, struct node *n, int type, const void *body, s
 
 /* ---- requester side: pulls ---- */
 
-static void activity_update(struct peer *p);
-
 static void pull_pump_room(struct peer *p);
 
 static void pull_release_windows(struct peer *p, struct pull *pl)
@@ -662,7 +646,6 @@ static void pull_end(struct peer *p, struct pull *pl, int err, const char *fmt, 
 		pull_free(pl);
 	}
 	pull_pump_room(p);
-	activity_update(p);
 	call->done(call);
 }
 
@@ -849,7 +832,6 @@ static void on_info(struct peer *p, struct node *n, const struct m_info *m)
 		return;
 	}
 	pl->nwin = (uint32_t)((pl->size + WINDOW_SIZE - 1) / WINDOW_SIZE);
-	activity_update(p);
 	if (p->room_head) {
 		/* others wait for room already: behind them */
 		pl->waiting_room = true;
@@ -974,7 +956,6 @@ static void push_maybe_free(struct push *ps)
 		return;
 	}
 	push_unlink(ps->p, ps);
-	activity_update(ps->p);
 	push_destroy(ps);
 }
 
@@ -1255,7 +1236,6 @@ static void push_fetched(struct fetch_waiter *w, struct object *o, int direct_fd
 		v.gid = (uint32_t)sb.st_gid;
 	}
 	ps->size = v.size;
-	activity_update(p);
 	memset(&m, 0, sizeof(m));
 	m.req = ps->req;
 	m.size = v.size;

@@ -275,6 +275,10 @@ def scenario_kill(wd, provider, tag, rejoin=True):
             print("kill (%s): node3 killed after %d of %d reads; reads completed" %
                   (provider, killed_at, len(paths)))
             rack.stop()
+            # a killed process leaves its shm region behind; it is not coming back
+            region = "/dev/shm/" + rack.nodes[2]["address"]
+            if os.path.exists(region):
+                os.unlink(region)
             return
         rack.wait_live(2, which=[0, 1])
         st = rack.rack_status(1)
