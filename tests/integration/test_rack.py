@@ -160,7 +160,7 @@ def make_dataset(root, n, seed):
 
 # ---- scenario 1: each node in turn, exactly one backend fetch per object ----
 
-def scenario_share(wd, provider, tag):
+def scenario_share(wd, provider, tag, host="127.0.0.1"):
     root = os.path.join(wd.path, "www" + tag)
     rels = make_dataset(os.path.join(root, "part"), 150, seed=11)
     rep = make_dataset(os.path.join(root, "rep"), 40, seed=12)
@@ -172,7 +172,7 @@ def scenario_share(wd, provider, tag):
             {"path": "/data/rep", "backend": "http", "url": ng.url + "rep/",
              "consistency": "immutable", "placement": "replicate"},
         ]
-        rack = Rack(wd, mounts, provider=provider, tag=tag).start()
+        rack = Rack(wd, mounts, provider=provider, tag=tag, host=host).start()
         rack.wait_live(3)
         st = rack.rack_status(0)
         check(st["provider"] == provider, "provider in use: %s" % st["provider"])
