@@ -137,7 +137,7 @@ def ratio(src):
 
 def bench_hit_ratio(args, workdir, ng, rels):
     size_total = args.objects * args.size
-    capacity = size_total // 3
+    capacity = int(size_total * args.cache_fraction)
     mounts = [{"path": "/data/hr", "backend": "http", "url": ng.url + "hr/",
                "consistency": "immutable"}]
     paths = ["/data/hr/" + r[len("hr/"):] for r in rels]
@@ -279,7 +279,7 @@ def fmt_size(n):
 
 def markdown(res):
     hr = res["hit_ratio"]
-    lines = ["Hit ratio, %d objects of %s, cache per node %s (a third), provider %s:" %
+    lines = ["Hit ratio, %d objects of %s, cache per node %s, provider %s:" %
              (hr["objects"], fmt_size(hr["size"]), fmt_size(hr["capacity_per_node"]),
               res["provider"]), "",
              "| run | epoch | served locally | from a peer | backend GETs | hit ratio | seconds |",
@@ -314,8 +314,11 @@ def main():
     ap.add_argument("--sizes", default="4096,65536,1048576,8388608,33554432")
     ap.add_argument("--mib", type=int, default=64, help="MiB of objects per size")
     ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--cache-fraction", type=float, default=1 / 3,
+                    help="each node's cache as a fraction of the dataset")
     ap.add_argument("--reps", type=int, default=3, help="runs per figure (the median)")
     ap.add_argument("--skip-hit-ratio", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "rack.json"))
     args = ap.parse_args()
 
@@ -324,7 +327,7 @@ def main():
     hr_rels = [] if args.skip_hit_ratio else write_dataset(root, "hr", args.objects,
                                                             args.size, 1)
     sizes = []
-    for i, s in enumerate(int(x) for x in args.sizes.split(",")):
+    for i, s in enumerate(int(x) for x in args.sizes.split(",") if not args.skip_throughput):
         n = max(8, min(2000, (args.mib << 20) // s))
         sizes.append((s, write_dataset(root, "tp/s%d" % s, n, s, 100 + i)))
     ng = Nginx(workdir, root).start()
