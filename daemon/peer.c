@@ -596,8 +596,9 @@ static void pull_free(struct pull *pl)
 }
 
 /*
- * End @pl with @err (0: success, call->fd holds the sealed memfd). @tell: ask
- * the owner to stop (it may still be writing). Calls the caller's done().
+ * End @pl with @err (0: success, call->fd holds the sealed memfd) and a
+ * message for the log, then call the caller's done(). On failure the owner is
+ * asked to stop when it may still be working on it.
  */
 static void pull_end(struct peer *p, struct pull *pl, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -1054,7 +1055,8 @@ static void push_write_done(struct peer *p, struct chunk *c, int err)
 	if (ps->aborted) {
 		push_maybe_free(ps);
 	} else if (err) {
-		push_abort(ps, 0, strerror(-err));
+		/* reset: the requester is gone; else tell it, or it waits for its timeout */
+		push_abort(ps, err == -ECONNRESET ? 0 : -EIO, strerror(-err));
 	} else if (push_report(ps)) {
 		push_pump(ps);
 	}
