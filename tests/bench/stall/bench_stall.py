@@ -288,8 +288,11 @@ def run_config(ctx, kind, delay, data_root, files):
 
         def warm_phases(c, rec):
             secs = c.warm(s["warm_jobs"])
+            req = be.proxy.counts()
             rec["warm"] = {"jobs": s["warm_jobs"], "seconds": round(secs, 3),
-                           "files_per_s": round(len(rels) / secs, 1), "output": c.warm_out}
+                           "files_per_s": round(len(rels) / secs, 1), "output": c.warm_out,
+                           "requests": sum(v for k, v in req.items() if k != "errors"),
+                           "requests_by_method": req}
             C.log("    granary warm: %.1f s" % secs)
             rec["epochs"] = run_trainer(s, c, s["epochs"])
             if c.mode == "warm":
@@ -442,6 +445,10 @@ def main():
             s[k] = v
     t_start = time.monotonic()
     work = tempfile.mkdtemp(prefix="granary-bench-stall-")
+    # mkdtemp's 0700 would make every path under it "restricted" for granaryd
+    # (a directory on the way closed to others), which sends NAS-mount opens
+    # to the daemon for a check as the caller; a real mount point is not so.
+    os.chmod(work, 0o755)
     src = harness.SRC
     if args.quick:
         qdir = os.path.join(harness.BUILD, "bench-quick")

@@ -121,7 +121,7 @@ def plots(report, outdir):
                label=cfg["name"])
     ax.set_yscale("log")
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, fontsize=8)
+    ax.set_xticklabels([n.replace(", ", ",\n") for n in names], fontsize=8)
     ax.set_ylabel("files/s (log scale)")
     ax.set_title("Warm small-file read rate (open, fstat, read, close; %d threads)" %
                  report["settings"]["rate_threads"])
@@ -134,17 +134,21 @@ def plots(report, outdir):
 
     # warming the whole dataset
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    labels, g, r = [], [], []
+    labels, g, r, c = [], [], [], []
     for cfg in cfgs:
         gw, rf = by(cfg, "granary warm"), by(cfg, "rclone vfs full, first read")
         if gw and rf:
             labels.append("%s\n%d files" % (cfg["name"], cfg["files"]))
             g.append(gw["warm"]["seconds"])
             r.append(rf["first_read"]["seconds"])
-    ax.bar([i - 0.2 for i in range(len(labels))], g, 0.4, label="granary warm --jobs %d" %
-           report["settings"]["warm_jobs"])
-    ax.bar([i + 0.2 for i in range(len(labels))], r, 0.4,
-           label="rclone vfs full: first read, %d threads" % report["settings"]["warm_jobs"])
+            ce = cfg.get("ceiling")
+            c.append(ce["seconds"] if ce else 0)
+    n = report["settings"]["warm_jobs"]
+    ax.bar([i - 0.27 for i in range(len(labels))], g, 0.27, label="granary warm --jobs %d" % n)
+    ax.bar([i for i in range(len(labels))], r, 0.27,
+           label="rclone vfs full: first read, %d threads" % n)
+    ax.bar([i + 0.27 for i in range(len(labels))], c, 0.27, color="grey",
+           label="curl --parallel %d: one GET per object (backend ceiling)" % n)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, fontsize=8)
     ax.set_ylabel("seconds")
@@ -329,13 +333,22 @@ def markdown(report, doc, pngs):
         gw, rf = by(cfg, "granary warm"), by(cfg, "rclone vfs full, first read")
         ce = cfg.get("ceiling") or {}
         if gw and rf:
-            L.append("| %s | %d | %s | %.1f s (%.0f files/s, %s requests) | %.1f s (%.0f "
-                     "files/s, %s requests) | %.2fx |" % (
+            gw_req = gw.get("warm", {}).get("requests") or per_file(gw, 1)[0]
+            rf_req = per_file(rf, 1)[0]
+
+            def load(nreq, secs):
+                rate = nreq / secs
+                return "%d requests, %.0f/s%s" % (
+                    nreq, rate, ", %.0f%% of the ceiling" % (100 * rate / ce["gets_per_s"])
+                    if ce else "")
+            L.append("| %s | %d | %s | %.1f s (%.0f files/s; %s) | %.1f s (%.0f files/s; "
+                     "%s) | %.2fx |" % (
                          cfg["name"], cfg["files"],
                          "%.0f GET/s" % ce["gets_per_s"] if ce else "—",
-                         gw["warm"]["seconds"], gw["warm"]["files_per_s"], per_file(gw, 1)[0],
+                         gw["warm"]["seconds"], gw["warm"]["files_per_s"],
+                         load(gw_req, gw["warm"]["seconds"]),
                          rf["first_read"]["seconds"], rf["first_read"]["files_per_s"],
-                         per_file(rf, 1)[0],
+                         load(rf_req, rf["first_read"]["seconds"]),
                          rf["first_read"]["seconds"] / gw["warm"]["seconds"]))
     L.append("")
     for name in ("stall-read-rate.png", "stall-warm.png"):
