@@ -138,6 +138,21 @@ def main():
             for c in (local, g, nas):
                 subprocess.run([C.READBENCH, "-t", "8", "-r", "2", c.listfile], env=c.env(),
                                capture_output=True, check=True)
+            section("daemon CPU per open (/proc accounting over 5 rounds, no profiler)")
+            for c in (local, g, nas):
+                for threads in (1, 8):
+                    pids = c.pids()[:1]
+                    cpu0, t0 = C.cpu_seconds(pids), time.monotonic()
+                    out = subprocess.run([C.READBENCH, "-t", str(threads), "-r", "5",
+                                          c.listfile], env=c.env(), capture_output=True,
+                                         text=True, check=True).stdout
+                    dt, dc = time.monotonic() - t0, C.cpu_seconds(pids) - cpu0
+                    rates = [ln.split('"files_per_s": ')[1].split(",")[0]
+                             for ln in out.splitlines() if "files_per_s" in ln]
+                    print("%-24s %d thread(s): files/s %s; granaryd %.1f us of CPU per open, "
+                          "busy %.0f%% of the time" % (c.name, threads, " ".join(rates),
+                                                       dc / (5 * len(rels)) * 1e6,
+                                                       100 * dc / dt))
             for c in (local, g, nas):
                 data = os.path.join(work, "read-%s.perf" % c.key())
 

@@ -100,10 +100,11 @@ def plots(report, outdir):
         ax.set_xticklabels([n.replace(" (", "\n(").replace(", ", ",\n") for n in names],
                            fontsize=8)
         ax.set_ylabel("GPU utilisation (%)")
-        ax.set_ylim(0, 105)
+        ax.set_ylim(0, 120)
+        ax.set_yticks(range(0, 101, 20))
         ax.set_title("Trainer simulator, %d files, %s per request: GPU utilisation" % (
             cfg["files"], "%g ms" % cfg["delay_ms"]) + " (%s)" % cfg["kind"])
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, loc="upper center", ncol=2, frameon=False)
         fig.tight_layout()
         p = os.path.join(outdir, util_png(cfg))
         fig.savefig(p, dpi=90)
@@ -388,11 +389,17 @@ def markdown(report, doc, pngs):
     if not missed:
         L.append("Every target was met in this run.")
         L.append("")
+    ids = []
     for t in missed:
-        L.append("- **%s** (%s): measured %s." % (t["target"], t["config"], t["measured"]))
-        why = notes.get(t["id"])
+        if t["id"] not in ids:
+            ids.append(t["id"])
+    for tid in ids:
+        ts = [t for t in missed if t["id"] == tid]
+        L.append("- **%s**: missed in %s." % (ts[0]["target"], "; ".join(
+            "%s (measured %s)" % (t["config"], t["measured"]) for t in ts)))
+        why = notes.get(tid)
+        L.append("")
         if why:
-            L.append("")
             L.append("  " + why.replace("\n", "\n  "))
         else:
             L.append("  No profile of this miss is recorded in tests/bench/stall/notes.md yet.")
