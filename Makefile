@@ -64,7 +64,7 @@ soak: deps build
 # through granary against direct reads, rclone, s3fs and a local copy, plus
 # warm read rates, warming time and a 1,000,000-object catalog. Rewrites the
 # "Data stall" section of docs/benchmarks.md, docs/bench-plots/stall-*.png and
-# tests/bench/results/stall.json. About 25 minutes on 2 CPUs.
+# tests/bench/results/stall.json. About 15 minutes on this 2-CPU machine.
 BENCH_ENV = GRANARY_BUILD=$(abspath $(BUILD)) GRANARY_SRC=$(CURDIR) \
 	GRANARY_LIB=$(abspath $(BUILD))/client/libgranary.so \
 	PYTHONPATH=$(CURDIR)/tests/lib:$(CURDIR)/client/python

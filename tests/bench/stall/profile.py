@@ -75,6 +75,7 @@ def main():
         raise SystemExit("perf is missing (apt-get install linux-perf)")
     what = args.what.split(",")
     work = tempfile.mkdtemp(prefix="granary-bench-profile-")
+    os.chmod(work, 0o755)  # as bench_stall.py: not a restricted path for granaryd
     be = None
     try:
         files = C.make_dataset(os.path.join(work, "data"), args.files)
