@@ -40,6 +40,8 @@ def main():
     args = ap.parse_args()
     wd = Workdir("bench-shim")
     try:
+        # a directory closed to others keeps objects out of the shared index
+        os.chmod(wd.path, 0o755)
         nas = os.path.join(wd.path, "nas")
         payload = os.urandom(args.size)
         paths = []
