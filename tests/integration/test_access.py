@@ -32,7 +32,6 @@ kernel refuses it, both over the protocol and through the shim.
 import errno
 import grp
 import hashlib
-import json
 import os
 import shutil
 import socket
@@ -40,48 +39,13 @@ import stat
 import subprocess
 import time
 
-from harness import PRELOAD, Conn, Fail, Skip, check, run
+from harness import PRELOAD, Conn, Fail, Skip, as_user, check, run
 
 NOBODY = 65534
 NOGROUP = 65534
 # Every case is asserted now that the daemon handles them all;
 # GRANARY_TEST_KNOWN_GAPS=0 would tolerate the cases listed in docs/reliability.md.
 KNOWN_GAPS = os.environ.get("GRANARY_TEST_KNOWN_GAPS", "1") == "1"
-
-
-def as_user(uid, gid, fn, *args, groups=()):
-    """Run fn(*args) in a forked child as uid/gid with only @groups as
-    supplementary groups; return what it returns (JSON-able)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(r)
-            os.setgroups(list(groups))
-            os.setgid(gid)
-            os.setuid(uid)
-            out = {"result": fn(*args)}
-        except BaseException as e:  # the parent reports it
-            out = {"error": "%s: %s" % (type(e).__name__, e)}
-            code = 1
-        data = json.dumps(out).encode()
-        while data:
-            data = data[os.write(w, data):]
-        os._exit(code)
-    os.close(w)
-    chunks = []
-    while True:
-        b = os.read(r, 65536)
-        if not b:
-            break
-        chunks.append(b)
-    os.close(r)
-    os.waitpid(pid, 0)
-    out = json.loads(b"".join(chunks) or b'{"error": "child wrote nothing"}')
-    if "error" in out:
-        raise Fail("child as uid %d failed: %s" % (uid, out["error"]))
-    return out["result"]
 
 
 def probe(sock, paths):

@@ -24,12 +24,11 @@ Without it those cases print what the daemon did.
 """
 import errno
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 
-from harness import PRELOAD, Conn, Fail, Skip, check, make_tree, run
+from harness import PRELOAD, Conn, Fail, Skip, as_user, check, make_tree, run
 
 NOBODY = 65534
 NOGROUP = 65534
@@ -50,37 +49,8 @@ def known_gap(ok, msg):
 
 
 def as_nobody(fn, *args):
-    """fn(*args) in a forked child running as nobody:nogroup; its JSON-able result."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(r)
-            os.setgroups([])
-            os.setgid(NOGROUP)
-            os.setuid(NOBODY)
-            out = {"result": fn(*args)}
-        except BaseException as e:
-            out = {"error": "%s: %s" % (type(e).__name__, e)}
-            code = 1
-        data = json.dumps(out).encode()
-        while data:
-            data = data[os.write(w, data):]
-        os._exit(code)
-    os.close(w)
-    chunks = []
-    while True:
-        b = os.read(r, 65536)
-        if not b:
-            break
-        chunks.append(b)
-    os.close(r)
-    os.waitpid(pid, 0)
-    out = json.loads(b"".join(chunks) or b'{"error": "child wrote nothing"}')
-    if "error" in out:
-        raise Fail("child as nobody failed: %s" % out["error"])
-    return out["result"]
+    """Run fn(*args) in a forked child as nobody; return what it returns."""
+    return as_user(NOBODY, NOGROUP, fn, *args)
 
 
 def open_as_child(sock, path):

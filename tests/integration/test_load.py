@@ -23,7 +23,7 @@ import platform
 import random
 import time
 
-from harness import Conn, check, make_tree, run
+from harness import Conn, check, make_tree, read_pipe, run
 
 SOAK = os.environ.get("GRANARY_SOAK") == "1"
 OPENS = int(os.environ.get("GRANARY_LOAD_OPENS", "100000" if SOAK else "20000"))
@@ -134,15 +134,9 @@ def one_round(d, paths, sizes, digests, rnd_seed):
     os.close(go_w)  # go
     results = []
     for pid, r in kids:
-        chunks = []
-        while True:
-            b = os.read(r, 65536)
-            if not b:
-                break
-            chunks.append(b)
-        os.close(r)
+        data = read_pipe(r)
         os.waitpid(pid, 0)
-        results.append(json.loads(b"".join(chunks) or b'{"crash": "no report"}'))
+        results.append(json.loads(data or b'{"crash": "no report"}'))
     secs = time.time() - t0
     after = d.status()["counters"]
     crashes = [x["crash"] for x in results if "crash" in x]

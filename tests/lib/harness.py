@@ -195,6 +195,50 @@ class Conn:
         return r, b"".join(chunks)
 
 
+
+# ---- child processes ----
+
+def read_pipe(fd):
+    """Everything a child wrote to the pipe @fd, until it closed its end;
+    closes @fd."""
+    chunks = []
+    while True:
+        b = os.read(fd, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def as_user(uid, gid, fn, *args, groups=()):
+    """Run fn(*args) in a forked child as uid/gid with only @groups as
+    supplementary groups; return what it returns (JSON-able)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups(list(groups))
+            os.setgid(gid)
+            os.setuid(uid)
+            out = {"result": fn(*args)}
+        except BaseException as e:  # the parent reports it
+            out = {"error": "%s: %s" % (type(e).__name__, e)}
+            code = 1
+        data = json.dumps(out).encode()
+        while data:
+            data = data[os.write(w, data):]
+        os._exit(code)
+    os.close(w)
+    data = read_pipe(r)
+    os.waitpid(pid, 0)
+    out = json.loads(data or b'{"error": "child wrote nothing"}')
+    if "error" in out:
+        raise Fail("child as uid %d failed: %s" % (uid, out["error"]))
+    return out["result"]
+
 # ---- datasets ----
 
 def make_tree(root, n, min_size=1, max_size=64 * 1024, seed=1, dirs=10, prefix="f"):
