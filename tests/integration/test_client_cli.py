@@ -51,7 +51,13 @@ sampler = granary.HintedSampler(ds, generator=torch.Generator().manual_seed(1))
 loader = torch.utils.data.DataLoader(ds, sampler=sampler, batch_size=16)
 epochs = []
 for _ in range(2):
-    n = sum(len(b) for b in loader)
+    it = iter(loader)
+    n = len(next(it))
+    # the order reached the daemon as the epoch that is starting, the first one too
+    hint = [m for m in c.status()["mounts"] if m["path"] == nas][0]["hint"]
+    assert hint["phase"] == "current" and hint["paths"] == len(rels), hint
+    assert hint["epoch"] == sampler.last_epoch, (hint, sampler.last_epoch)
+    n += sum(len(b) for b in it)
     assert n == len(rels), n
     assert sampler.last_hinted == len(rels), sampler.last_hinted
     epochs.append(sampler.last_epoch)

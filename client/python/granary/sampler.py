@@ -38,8 +38,8 @@ def _make_hinted_sampler():
     class HintedSampler(Sampler):
         """Wraps a sampler (by default RandomSampler(data_source)). Each time an
         epoch starts (__iter__), it draws the whole epoch's order of indices,
-        maps them to file paths, sends that order to granaryd (hint) and starts
-        a new epoch of the dataset (epoch), then yields the indices unchanged.
+        maps them to file paths, starts a new epoch of the dataset (epoch), sends
+        that order to granaryd (hint), then yields the indices unchanged.
 
         path_fn(index) -> path maps an index to its file; without it the
         dataset's samples/imgs (torchvision ImageFolder) or files/paths lists
@@ -83,14 +83,12 @@ def _make_hinted_sampler():
 
         def _announce(self, paths):
             try:
-                if self.client is not None:
-                    self.last_hinted = self.client.hint(paths, self.dataset)
-                    self.last_epoch = self.client.epoch(self.dataset,
-                                                        None if self.dataset else paths[0])
-                else:
-                    self.last_hinted = granary.hint(paths, self.dataset)
-                    self.last_epoch = granary.epoch(self.dataset,
-                                                    None if self.dataset else paths[0])
+                # the epoch first: an order sent before any read of an epoch is
+                # that epoch's (docs/policy.md), so sent after the advance it
+                # is the new epoch's, on the first epoch as on later ones
+                c = self.client if self.client is not None else granary
+                self.last_epoch = c.epoch(self.dataset, None if self.dataset else paths[0])
+                self.last_hinted = c.hint(paths, self.dataset)
             except (OSError, ImportError) as e:
                 if not self._warned:
                     warnings.warn("granary: epoch order not sent (%s); training goes on "
