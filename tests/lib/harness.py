@@ -169,6 +169,12 @@ class Conn:
         self.s.send(message(mtype, body, mid))
         r = self.recv()
         check(r.id == mid, "reply id %d for request %d" % (r.id, mid))
+        if mtype == "HELLO":
+            # the shared index and the objects directory, for the shim's fast
+            # path: a raw connection never uses them
+            for fd in r.fds:
+                os.close(fd)
+            r.fds = []
         return r
 
     def read(self, path, nofetch=False):
