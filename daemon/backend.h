@@ -42,6 +42,16 @@ struct backend_call {
 	int type;	    /* head: enum proto_ftype */
 	uint64_t checksum;  /* get: xxh3-64 of every byte written to the fd */
 	uint64_t bytes;	    /* get: bytes written */
+	/*
+	 * get, blind (v.ino == 0 on entry): called once on the loop thread when
+	 * the first response has described the object (call->v, call->type,
+	 * call->bytes = bytes already written at offset 0 of the fd), before
+	 * the rest is asked for. It may hand over another descriptor in *fd,
+	 * holding those bytes at the same offsets; the old one is not touched
+	 * again. Returns 0 to go on, or -errno (with call->msg) to stop: the
+	 * call then ends with that error, and *fd must be left as it was.
+	 */
+	int (*described)(struct backend_call *call, int *fd);
 	/* list: the caller provides room for max_ents entries */
 	struct backend_dirent *ents;
 	size_t n_ents, max_ents;
@@ -84,7 +94,10 @@ struct backend_ops {
 	 * get_async: write the whole object at offset 0 of @fd (a staging file or
 	 * a memfd) and fill bytes and checksum; call->v holds on entry what
 	 * head_async said, and the object must still match it (If-Match, size):
-	 * otherwise fail with -ESTALE, never a mixed object.
+	 * otherwise fail with -ESTALE, never a mixed object. A zeroed call->v
+	 * asks for a blind GET: no HEAD first; the first ranged GET describes
+	 * the object (call->v, and call->type: a directory ends the call with
+	 * no bytes), and the other ranges must match what it said.
 	 * list_async: the entries of directory @rel in name order after @after.
 	 */
 	void (*head_async)(struct mount *m, const char *rel, struct backend_call *call);

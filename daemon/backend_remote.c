@@ -279,12 +279,21 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 
 		r->lastmod = t < 0 ? -1 : (int64_t)t;
 	} else if (!strcasecmp(line, "content-range")) {
-		unsigned long long a, b, t;
+		unsigned long long a = 0, b = 0, t = 1;
 
 		if (sscanf(v, "bytes %llu-%llu/%llu", &a, &b, &t) == 3) {
 			r->has_crange = true;
 			r->crange_start = a;
 			r->crange_total = t;
+		}
+		if (r->blind && (!strcmp(v, "bytes */0") || (r->has_crange && t == 0))) {
+			/*
+			 * An empty object has no range to send (some servers
+			 * announce one byte anyway and never send it): stop
+			 * here, its HEAD describes it.
+			 */
+			r->werr = -ENODATA;
+			return 0;
 		}
 	} else if (!strcasecmp(line, "location")) {
 		snprintf(r->location, sizeof(r->location), "%s", v);
@@ -302,6 +311,14 @@ static int check_first(struct remote_req *r)
 {
 	const struct validator *want = &r->op->want;
 
+	if (r->blind) {
+		/* nothing to compare yet: this response describes the object */
+		if (r->status == 200)
+			return 0; /* Range ignored: the whole object follows */
+		if (r->status != 206 || !r->has_crange || r->crange_start != 0)
+			return -EPROTO;
+		return 0;
+	}
 	if (r->ranged && r->status != 206)
 		return -ENOTSUP; /* the server ignores Range */
 	if (!r->ranged && r->status != 200)
@@ -371,7 +388,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
 
 		return r->werr ? 0 : (got < n ? n : got);
 	}
-	if (r->got + n > r->len) {
+	if (r->got + n > r->len && !(r->blind && r->status == 200)) {
 		r->werr = -ESTALE; /* longer than head said */
 		return 0;
 	}
@@ -891,8 +908,8 @@ void remote_head_async(struct mount *m, const char *rel, struct backend_call *ca
 
 /*
  * A validator that head_async did not fill (ino 0) asks for a blind GET: the
- * object as it is, described from the GET's own headers. It saves a cold miss
- * the HEAD's round trip.
+ * first range describes the object. It saves every cold miss the HEAD's
+ * round trip.
  */
 static bool blind(const struct remote_op *op)
 {
@@ -909,18 +926,40 @@ static void get_finish_ok(struct remote_op *op, uint64_t checksum)
 }
 
 /* What a blind GET learnt of the object: as head_async would say it. */
-static void describe(struct remote_op *op, const struct remote_req *r)
+static void describe(struct remote_op *op, const struct remote_req *r, uint64_t size)
 {
 	struct validator *v = &op->call->v;
 
 	memset(v, 0, sizeof(*v));
-	v->size = r->got;
+	v->size = size;
 	snprintf(v->etag, sizeof(v->etag), "%s", r->etag);
 	v->mtime_ns = r->lastmod >= 0 ? r->lastmod * 1000000000LL : 0;
 	v->ino = pseudo_ino(op->url);
 	v->mode = S_IFREG | 0444;
 	op->call->type = PROTO_FT_REG;
 	op->want = *v;
+}
+
+/* Tell the caller what the object is (blind GET); false when it stopped the op. */
+static bool tell_described(struct remote_op *op, uint64_t have)
+{
+	struct backend_call *call = op->call;
+	char msg[sizeof(call->msg)];
+	int fd = op->fd, rc;
+
+	if (!call->described)
+		return true;
+	call->bytes = have;
+	call->msg[0] = '\0';
+	rc = call->described(call, &fd);
+	call->bytes = 0;
+	if (rc) {
+		snprintf(msg, sizeof(msg), "%s", call->msg[0] ? call->msg : strerror(-rc));
+		remote_op_finish(op, rc, "%s", msg);
+		return false;
+	}
+	op->fd = fd;
+	return true;
 }
 
 static void get_fail(struct remote_op *op, int rc, const char *cause)
@@ -946,8 +985,6 @@ static void get_status_fail(struct remote_op *op, struct remote_req *r)
 		get_fail(op, e, msg);
 }
 
-static void ranged_start(struct remote_op *op);
-
 static void single_done(struct remote_req *r, int rc, const char *cause)
 {
 	struct remote_op *op = r->op;
@@ -969,9 +1006,7 @@ static void single_done(struct remote_req *r, int rc, const char *cause)
 			return;
 		}
 	}
-	if (blind(op))
-		describe(op, r);
-	else if (r->got != op->want.size) {
+	if (r->got != op->want.size) {
 		get_fail(op, -ESTALE, NULL);
 		return;
 	}
@@ -990,7 +1025,7 @@ static void single_start(struct remote_op *op)
 	op->req = r;
 	r->sink = SINK_FD;
 	r->off = 0;
-	r->len = blind(op) ? UINT64_MAX : op->want.size;
+	r->len = op->want.size;
 	r->hash = true;
 	r->if_match = op->want.etag;
 	rc = remote_req_start(r);
@@ -998,18 +1033,37 @@ static void single_start(struct remote_op *op)
 		remote_op_finish(op, rc, "cannot start a request to %s", op->rm->host);
 }
 
+/* Where chunk @c lies in the object (see struct remote_op). */
+static void chunk_span(const struct remote_op *op, uint64_t c, uint64_t *off, uint64_t *len)
+{
+	uint64_t o, n;
+
+	if (op->base && c == 0) {
+		o = 0;
+		n = op->base;
+	} else {
+		o = op->base ? op->base + (c - 1) * op->span : c * op->span;
+		n = op->span;
+	}
+	if (o > op->want.size)
+		o = op->want.size;
+	if (n > op->want.size - o)
+		n = op->want.size - o;
+	*off = o;
+	*len = n;
+}
+
 /* Hash the chunks that completed in order from the start, reading them back. */
 static int hash_frontier(struct remote_op *op)
 {
-	uint64_t chunk = cfg_of(op->rm)->fetch.chunk_size;
 	uint8_t *buf = NULL;
 	int rc = 0;
 
 	while (op->hashed < op->nchunks && op->chunk_done[op->hashed]) {
-		uint64_t off = op->hashed * chunk, end = off + chunk;
+		uint64_t off, len, end;
 
-		if (end > op->want.size)
-			end = op->want.size;
+		chunk_span(op, op->hashed, &off, &len);
+		end = off + len;
 		if (!buf && !(buf = malloc(HASH_READ)))
 			return -ENOMEM;
 		while (off < end) {
@@ -1088,8 +1142,8 @@ static void chunk_done(struct remote_req *r, int rc, const char *cause)
 
 static void chunk_launch(struct remote_op *op, unsigned slot)
 {
-	uint64_t chunk = cfg_of(op->rm)->fetch.chunk_size, c;
 	struct remote_req *r;
+	uint64_t c;
 	int rc;
 
 	if (op->next_chunk >= op->nchunks)
@@ -1104,24 +1158,27 @@ static void chunk_launch(struct remote_op *op, unsigned slot)
 	r->index = (int)c;
 	r->sink = SINK_FD;
 	r->ranged = true;
-	r->off = c * chunk;
-	r->len = op->want.size - r->off < chunk ? op->want.size - r->off : chunk;
+	chunk_span(op, c, &r->off, &r->len);
 	r->if_match = op->want.etag;
 	rc = remote_req_start(r);
 	if (rc < 0)
 		remote_op_finish(op, rc, "cannot start a request to %s", op->rm->host);
 }
 
-static void ranged_start(struct remote_op *op)
+/*
+ * Fetch the chunks from @first on, chunk_parallel at a time; the ones
+ * before are in the fd and, in order, already hashed.
+ */
+static void chunks_start(struct remote_op *op, uint64_t first)
 {
 	const struct config *cfg = cfg_of(op->rm);
-	uint64_t chunk = cfg->fetch.chunk_size;
+	uint64_t rest = op->want.size - op->base;
 	unsigned i;
 
-	op->nchunks = (op->want.size + chunk - 1) / chunk;
+	op->nchunks = first + (rest + op->span - 1) / op->span;
 	op->nslots = cfg->fetch.chunk_parallel;
-	if (op->nslots > op->nchunks)
-		op->nslots = (unsigned)op->nchunks;
+	if (op->nslots > op->nchunks - first)
+		op->nslots = (unsigned)(op->nchunks - first);
 	op->slots = calloc(op->nslots, sizeof(*op->slots));
 	op->chunk_done = calloc(op->nchunks, 1);
 	if (!op->slots || !op->chunk_done) {
@@ -1129,9 +1186,170 @@ static void ranged_start(struct remote_op *op)
 		remote_op_finish(op, -ENOMEM, "out of memory");
 		return;
 	}
-	XXH3_64bits_reset(op->xx);
+	memset(op->chunk_done, 1, first);
+	op->hashed = op->next_chunk = first;
 	for (i = 0; i < op->nslots && !op->finished; i++)
 		chunk_launch(op, i);
+}
+
+static void ranged_start(struct remote_op *op)
+{
+	op->base = 0;
+	op->span = cfg_of(op->rm)->fetch.chunk_size;
+	XXH3_64bits_reset(op->xx);
+	chunks_start(op, 0);
+}
+
+/* ---- blind get ---- */
+
+static void finish_dir(struct remote_op *op)
+{
+	struct backend_call *call = op->call;
+
+	call->type = PROTO_FT_DIR;
+	memset(&call->v, 0, sizeof(call->v));
+	call->v.mode = S_IFDIR | 0555;
+	call->bytes = 0;
+	remote_op_finish(op, 0, "%s", "");
+}
+
+/* An empty object answers a Range with 416: its HEAD describes it. */
+static void empty_head_done(struct remote_req *r, int rc, const char *cause)
+{
+	struct remote_op *op = r->op;
+	curl_off_t clen = -1;
+
+	if (rc) {
+		get_fail(op, rc, cause);
+		return;
+	}
+	if (r->status / 100 != 2) {
+		get_status_fail(op, r);
+		return;
+	}
+	curl_easy_getinfo(r->x.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+	if (clen != 0) {
+		/* not empty after all: it was written between the two requests */
+		get_fail(op, -ESTALE, NULL);
+		return;
+	}
+	describe(op, r, 0);
+	if (!tell_described(op, 0))
+		return;
+	XXH3_64bits_reset(op->xx);
+	get_finish_ok(op, XXH3_64bits_digest(op->xx));
+}
+
+static void empty_head(struct remote_op *op)
+{
+	struct remote_req *r;
+	int rc;
+
+	remote_req_free(op->req);
+	op->req = r = remote_req_new(op, op->url, empty_head_done);
+	if (!r) {
+		remote_op_finish(op, -ENOMEM, "out of memory");
+		return;
+	}
+	r->head = true;
+	rc = remote_req_start(r);
+	if (rc < 0)
+		remote_op_finish(op, rc, "cannot start a request to %s", op->rm->host);
+}
+
+/* The first range of a blind GET answered: describe, then fetch the rest. */
+static void blind_done(struct remote_req *r, int rc, const char *cause)
+{
+	struct remote_op *op = r->op;
+	const struct config *cfg = cfg_of(op->rm);
+	uint64_t size, have;
+
+	if (rc == -ENODATA || (!rc && r->status == 416)) {
+		empty_head(op);
+		return;
+	}
+	if (rc) {
+		get_fail(op, rc, cause);
+		return;
+	}
+	if (r->status == 404 && op->rm->s3) {
+		/* no such key: maybe a "directory" (keys under rel/) */
+		remote_req_free(r);
+		op->req = NULL;
+		s3_probe_dir(op);
+		return;
+	}
+	if (r->status == 404) {
+		remote_op_finish(op, -ENOENT, "not found at %s", op->rm->host);
+		return;
+	}
+	if (r->status / 100 == 3 && !op->rm->s3) {
+		size_t ll = strlen(r->location);
+
+		if (ll && r->location[ll - 1] == '/') {
+			finish_dir(op); /* nginx redirects a directory to its name with a slash */
+			return;
+		}
+		remote_op_finish(op, -EIO, "HTTP %ld from %s (redirects are not followed)",
+				 r->status, op->rm->host);
+		return;
+	}
+	if (r->status != 200 && r->status != 206) {
+		get_status_fail(op, r);
+		return;
+	}
+	if (!r->checked) {
+		/* an empty body never reached check_first */
+		r->checked = true;
+		rc = check_first(r);
+		if (rc) {
+			get_fail(op, rc, NULL);
+			return;
+		}
+	}
+	have = r->got;
+	size = r->status == 200 ? have : r->crange_total;
+	if (have > size || (r->status == 206 && !have)) {
+		get_fail(op, -EPROTO, NULL);
+		return;
+	}
+	describe(op, r, size);
+	if (!tell_described(op, have))
+		return;
+	if (have == size) {
+		get_finish_ok(op, XXH3_64bits_digest(op->xx));
+		return;
+	}
+	/* the first range is hashed; the rest must be the same version */
+	op->base = have;
+	if (size >= cfg->fetch.large_threshold)
+		op->span = cfg->fetch.chunk_size;
+	else
+		op->span = size - have; /* one more request, as one GET would have been */
+	remote_req_free(r);
+	op->req = NULL;
+	chunks_start(op, 1);
+}
+
+static void blind_start(struct remote_op *op)
+{
+	struct remote_req *r = remote_req_new(op, op->url, blind_done);
+	int rc;
+
+	if (!r) {
+		remote_op_finish(op, -ENOMEM, "out of memory");
+		return;
+	}
+	op->req = r;
+	r->sink = SINK_FD;
+	r->ranged = true;
+	r->blind = true;
+	r->off = 0;
+	r->len = cfg_of(op->rm)->fetch.chunk_size;
+	r->hash = true;
+	rc = remote_req_start(r);
+	if (rc < 0)
+		remote_op_finish(op, rc, "cannot start a request to %s", op->rm->host);
 }
 
 void remote_get_async(struct mount *m, const char *rel, int fd, struct backend_call *call)
@@ -1154,8 +1372,10 @@ void remote_get_async(struct mount *m, const char *rel, int fd, struct backend_c
 		remote_op_finish(op, -ENOMEM, "out of memory");
 		return;
 	}
-	if (!blind(op) && op->want.size >= cfg->fetch.large_threshold &&
-	    op->want.size > cfg->fetch.chunk_size)
+	if (blind(op))
+		blind_start(op);
+	else if (op->want.size >= cfg->fetch.large_threshold &&
+		 op->want.size > cfg->fetch.chunk_size)
 		ranged_start(op);
 	else
 		single_start(op);

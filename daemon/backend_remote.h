@@ -71,6 +71,7 @@ struct remote_req {
 	bool ranged;	   /* send Range: bytes=off-(off+len-1) */
 	uint64_t off, len; /* SINK_FD: where the bytes go, how many expected */
 	bool hash;	   /* SINK_FD: feed op->xx in order (whole-object GET) */
+	bool blind;	   /* the first range of a blind GET: describes the object */
 	const char *if_match;
 	size_t body_max;
 	unsigned attempts;
@@ -112,8 +113,13 @@ struct remote_op {
 	struct remote_req *req;
 	struct remote_req **slots;
 	unsigned nslots;
-	/* ranged get */
+	/*
+	 * ranged get: chunk c covers [c * span, ...) when base is 0; after a
+	 * blind GET's first range [0, base), chunk 0 is that range and chunk
+	 * c >= 1 covers [base + (c - 1) * span, ...), each up to the size.
+	 */
 	uint64_t nchunks, next_chunk, hashed;
+	uint64_t base, span;
 	uint8_t *chunk_done;
 	/* listing */
 	char *after;

@@ -55,6 +55,8 @@ struct fetch {
 	bool changed;	  /* the source changed while copied */
 	bool invalidated; /* dropped by a client while fetched */
 	bool admitted;
+	bool staged;	     /* tmp/<id> exists */
+	bool not_kept;	     /* blind GET stopped: not admitted, and nobody wants the bytes */
 	struct qos_req slot; /* backend slot, foreground or background */
 	unsigned attempts;
 	int64_t start_ns;
@@ -286,8 +288,11 @@ static void release_staging(struct fetch *f)
 		close(f->tmpfd);
 		f->tmpfd = -1;
 	}
-	if (f->admitted) {
+	if (f->staged) {
 		store_tmp_unlink(&d->store, f->id);
+		f->staged = false;
+	}
+	if (f->admitted) {
 		d->reserved -= f->v.size;
 		f->admitted = false;
 	}
@@ -492,6 +497,8 @@ static void finish_work(struct pool_task *t)
 	f->err = store_commit(&f->d->store, f->id);
 	if (f->err)
 		snprintf(f->msg, sizeof(f->msg), "rename into the cache failed");
+	else
+		f->staged = false;
 }
 
 static void retry_or_fail(struct fetch *f, const char *why)
@@ -638,34 +645,10 @@ static bool wants_fd(const struct fetch *f)
 	return false;
 }
 
-/* Remote, not admitted: readers get a sealed memfd with the whole object. */
-static void fetch_direct_remote(struct fetch *f)
-{
-	int fd;
-
-	if (!wants_fd(f)) {
-		fetch_direct(f); /* warms only: nothing to download */
-		return;
-	}
-	fd = memfd_create("granary", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0) {
-		fetch_fail(f, -errno, "cannot create a memfd");
-		return;
-	}
-	f->srcfd = fd;
-	memset(&f->call, 0, sizeof(f->call));
-	f->call.done = get_done;
-	f->call.arg = f;
-	f->call.foreground = true;
-	f->call.v = f->v;
-	f->m->ops->get_async(f->m, f->rel, fd, &f->call);
-}
-
 /* The source is described: admit the object or serve it directly, then copy. */
 static void fetch_described(struct fetch *f)
 {
 	struct granaryd *d = f->d;
-	bool remote = f->m->ops->get_async != NULL && !f->from_peer;
 	size_t want;
 	int fd;
 
@@ -674,10 +657,7 @@ static void fetch_described(struct fetch *f)
 		return;
 	}
 	if (!make_room(d, f->m->dataset, f->v.size)) {
-		if (remote)
-			fetch_direct_remote(f);
-		else
-			fetch_direct(f);
+		fetch_direct(f);
 		return;
 	}
 	f->admitted = true;
@@ -691,15 +671,7 @@ static void fetch_described(struct fetch *f)
 		return;
 	}
 	f->tmpfd = fd;
-	if (remote) {
-		memset(&f->call, 0, sizeof(f->call));
-		f->call.done = get_done;
-		f->call.arg = f;
-		f->call.foreground = f->waiters && f->waiters->foreground;
-		f->call.v = f->v;
-		f->m->ops->get_async(f->m, f->rel, fd, &f->call);
-		return;
-	}
+	f->staged = true;
 	want = f->v.size < COPY_CHUNK ? (size_t)f->v.size : COPY_CHUNK;
 	if (want == 0)
 		want = 1;
@@ -728,28 +700,21 @@ static void open_done(struct pool_task *t)
 	fetch_described(f);
 }
 
-static void head_done(struct backend_call *call)
+static void get_done(struct backend_call *call)
 {
 	struct fetch *f = call->arg;
 
+	if (call->err && f->not_kept) {
+		release_staging(f);
+		fetch_direct(f); /* warms only: nothing more to download */
+		return;
+	}
 	if (call->err) {
 		fetch_fail(f, call->err, call->msg);
 		return;
 	}
 	if (call->type == PROTO_FT_DIR) {
 		fetch_fail(f, -EISDIR, "");
-		return;
-	}
-	f->v = call->v;
-	fetch_described(f);
-}
-
-static void get_done(struct backend_call *call)
-{
-	struct fetch *f = call->arg;
-
-	if (call->err) {
-		fetch_fail(f, call->err, call->msg);
 		return;
 	}
 	if (call->bytes != f->v.size) {
@@ -772,6 +737,101 @@ static void get_done(struct backend_call *call)
 	f->task.work = finish_work;
 	f->task.done = finish_done;
 	pool_submit(f->d->pool, &f->task);
+}
+
+/* Copy the first @n bytes of @from to @to (the part of a blind GET already in). */
+static int copy_prefix(int from, int to, uint64_t n)
+{
+	uint8_t buf[64 * 1024];
+	uint64_t off = 0;
+
+	while (off < n) {
+		size_t want = n - off < sizeof(buf) ? (size_t)(n - off) : sizeof(buf);
+		ssize_t r = pread(from, buf, want, (off_t)off), w;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		w = pwrite(to, buf, (size_t)r, (off_t)off);
+		if (w != r)
+			return w < 0 ? -errno : -EIO;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+/*
+ * The first range of a blind GET described the object (its first
+ * call->bytes are in the staging file): admit it, or, when the policy will
+ * not keep it, move those bytes to a memfd for the readers (or stop, when
+ * only warms wait: nothing would use the bytes).
+ */
+static int blind_described(struct backend_call *call, int *fd)
+{
+	struct fetch *f = call->arg;
+	struct granaryd *d = f->d;
+	int mfd, rc;
+
+	f->v = call->v;
+	if (d->stopping) {
+		snprintf(call->msg, sizeof(call->msg), "granaryd is shutting down");
+		return -ECANCELED;
+	}
+	if (make_room(d, f->m->dataset, f->v.size)) {
+		f->admitted = true;
+		d->reserved += f->v.size;
+		qos_charge(d, &f->slot, f->v.size);
+		return 0;
+	}
+	if (!wants_fd(f)) {
+		f->not_kept = true;
+		snprintf(call->msg, sizeof(call->msg), "not admitted");
+		return -ECANCELED;
+	}
+	mfd = memfd_create("granary", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (mfd < 0) {
+		rc = -errno;
+		snprintf(call->msg, sizeof(call->msg), "cannot create a memfd");
+		return rc;
+	}
+	rc = copy_prefix(f->tmpfd, mfd, call->bytes);
+	if (rc < 0) {
+		close(mfd);
+		snprintf(call->msg, sizeof(call->msg), "cannot copy to a memfd: %s", strerror(-rc));
+		return rc;
+	}
+	release_staging(f); /* the backend writes to the memfd from now on */
+	f->srcfd = mfd;
+	*fd = mfd;
+	return 0;
+}
+
+/*
+ * Remote: one GET, no HEAD. Its first range lands in a staging file before
+ * the object is admitted (at most fetch.chunk_size bytes), and describes it.
+ */
+static void fetch_blind(struct fetch *f)
+{
+	struct granaryd *d = f->d;
+	int fd;
+
+	f->id = d->next_id++;
+	fd = store_tmp_create(&d->store, f->id);
+	if (fd < 0) {
+		log_errno(LOG_ERR, fd, "cannot create staging file dir=%s", d->store.dir);
+		fetch_fail(f, fd, "cannot create a staging file in the cache");
+		return;
+	}
+	f->tmpfd = fd;
+	f->staged = true;
+	f->not_kept = false;
+	memset(&f->call, 0, sizeof(f->call));
+	f->call.done = get_done;
+	f->call.described = blind_described;
+	f->call.arg = f;
+	f->call.foreground = f->waiters && f->waiters->foreground;
+	f->m->ops->get_async(f->m, f->rel, fd, &f->call);
 }
 
 static void fetch_source(struct fetch *f);
@@ -810,12 +870,8 @@ static void fetch_source(struct fetch *f)
 		peer_fetch(f->d, f->m, f->path, &f->pcall);
 		return;
 	}
-	if (f->m->ops->head_async) {
-		memset(&f->call, 0, sizeof(f->call));
-		f->call.done = head_done;
-		f->call.arg = f;
-		f->call.foreground = f->waiters && f->waiters->foreground;
-		f->m->ops->head_async(f->m, f->rel, &f->call);
+	if (f->m->ops->get_async) {
+		fetch_blind(f);
 		return;
 	}
 	f->task.work = open_work;

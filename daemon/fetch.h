@@ -11,8 +11,12 @@
  * fetch. A fetch opens the source on a worker thread, asks the policy for room,
  * copies with io_uring (or the thread fallback) into tmp/<id>, checks that the
  * source did not change while it was copied, renames into objects/ and only
- * then records the object and answers its waiters. A miss the policy will not
- * admit is answered with a descriptor of the source itself ("direct").
+ * then records the object and answers its waiters. A remote object is not
+ * asked for with a HEAD first: one ranged GET of its first chunk lands in the
+ * staging file and describes it (size, validator), admission is decided
+ * then, and the other ranges must match that version. A miss the policy will
+ * not admit is answered with a descriptor of the source itself ("direct"; a
+ * sealed memfd for remote objects).
  */
 #ifndef GRANARY_FETCH_H
 #define GRANARY_FETCH_H

@@ -27,6 +27,17 @@ def main(wd):
         s3.stop()
 
 
+def chunks_of(size):
+    """GETs of one cold object: its first range of chunk_size, then the rest (in
+    chunks when it is large, else in one more request)."""
+    chunk = 256 * 1024
+    if size <= chunk:
+        return 1
+    if size >= 1 << 20:
+        return (size + chunk - 1) // chunk
+    return 2
+
+
 def creds_file(wd, name, text, mode=0o600):
     path = os.path.join(wd.path, name)
     with open(path, "w") as f:
@@ -95,6 +106,15 @@ def run_all(wd, s3):
         ranged = [q for q in verify.requests() if "range" in q.headers]
         check(len(ranged) >= 2 * (LARGE // (256 * 1024)), "large objects not ranged: %d" %
               len(ranged))
+        # a cold warm asks no HEAD of objects (but for the empty one, whose range is
+        # refused); the prefixes named on the command line are STATed
+        heads = [q.path for q in verify.requests("HEAD") if q.path[len("/bucket/"):] in objs]
+        check(heads == ["/bucket/val/empty"], "HEADs of a cold warm: %s" % heads[:5])
+        obj_gets = [q for q in verify.requests("GET") if "list-type" not in q.target]
+        want_gets = sum(chunks_of(len(data)) for data in objs.values())
+        check(len(obj_gets) == want_gets,
+              "a cold warm of %d objects made %d object GETs (expected %d)" % (
+                  len(objs), len(obj_gets), want_gets))
         c = d.conn()
         for key, data in objs.items():
             r, got = c.read("/data/s3/" + key)
@@ -114,7 +134,7 @@ def run_all(wd, s3):
             check(r.status == 0 and got == objs[key], "vhost mount: %s %d %s" % (
                 key, r.status, r.errmsg))
         vh = [q for q in verify.requests() if q.headers.get("host", "").startswith("bucket.s3.")]
-        check(len(vh) >= 40 and all(q.status == 200 for q in vh),
+        check(len(vh) >= 20 and all(q.status in (200, 206) for q in vh),
               "virtual-host requests: %d, statuses %s" % (len(vh), {q.status for q in vh}))
 
         # ---- stat: prefixes are directories, absent keys ENOENT ----
@@ -167,8 +187,8 @@ def run_all(wd, s3):
         seen = [q for q in slow.requests() if q.path == "/bucket/" + key]
         heads = sum(1 for q in seen if q.method == "HEAD")
         gets = sum(1 for q in seen if q.method == "GET")
-        chunks = (LARGE + 256 * 1024 - 1) // (256 * 1024)
-        check(heads == 1 and gets == chunks, "12 readers: %d HEAD, %d GET (expected 1, %d)" % (
+        chunks = chunks_of(LARGE)
+        check(heads == 0 and gets == chunks, "12 readers: %d HEAD, %d GET (expected 0, %d)" % (
             heads, gets, chunks))
 
         # ---- 503s are retried ----

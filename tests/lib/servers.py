@@ -590,6 +590,18 @@ class Proxy:
                 await up_w.drain()
                 sfirst, sheaders, sraw = await self._read_head(up_r)
                 status = int(sfirst.split(" ")[1])
+                if status == 206 and sheaders.get("content-range", "").endswith("/0"):
+                    # s3rver answers a range of an empty object with 206 and a
+                    # Content-Length of 1 it never sends; S3 itself says 416
+                    up_w.close()
+                    up_r = up_w = None
+                    req.status = 416
+                    writer.write(self._error(416, "Requested Range Not Satisfiable",
+                                             "InvalidRange", "The requested range is not "
+                                             "satisfiable")
+                                 .replace(b"\r\n\r\n", b"\r\nContent-Range: bytes */0\r\n\r\n", 1))
+                    await writer.drain()
+                    continue
                 req.status = status
                 sbody = await self._read_body(up_r, sheaders, method, status)
                 if sheaders.get("connection", "").lower() == "close":

@@ -2,8 +2,10 @@
  * test_backend_http.c - the http backend's calls against a small in-process
  * HTTP server: head of objects and directories, a whole GET with its
  * checksum, ranged GETs reassembled in order, a blind GET that describes the
- * object itself, a changed ETag refused, a missing key, and a JSON listing
- * paged by name.
+ * object itself from its first range (no HEAD; its described() hook may move
+ * the rest to another descriptor; an empty object's 416; a directory's
+ * redirect), a changed ETag refused, a missing key, and a JSON listing paged
+ * by name.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,7 +34,7 @@
 static uint8_t obj[OBJ_SIZE];
 static const char *etag = "\"v1\"";
 static int lfd, port;
-static volatile int n_get, n_range;
+static volatile int n_get, n_range, n_head;
 
 static const char listing[] = "[{\"name\":\"b.bin\",\"type\":\"file\",\"size\":3},"
 			      "{\"name\":\"sub\",\"type\":\"directory\"},"
@@ -73,6 +75,8 @@ static void *conn_thread(void *arg)
 		if (sscanf(buf, "%7s %255s", method, path) != 2)
 			break;
 		head = !strcmp(method, "HEAD");
+		if (head)
+			__atomic_add_fetch(&n_head, 1, __ATOMIC_SEQ_CST);
 		rg = strcasestr(buf, "\r\nRange: bytes=");
 		im = strcasestr(buf, "\r\nIf-Match: ");
 		if (!strcmp(path, "/obj.bin")) {
@@ -94,6 +98,12 @@ static void *conn_thread(void *arg)
 					etag);
 				reply(fd, "200 OK", extra, obj, OBJ_SIZE, head);
 			}
+		} else if (!strcmp(path, "/empty")) {
+			if (rg && !head)
+				reply(fd, "416 Range Not Satisfiable",
+				      "Content-Range: bytes */0\r\n", NULL, 0, head);
+			else
+				reply(fd, "200 OK", "ETag: \"e0\"\r\n", NULL, 0, head);
 		} else if (!strcmp(path, "/dir")) {
 			reply(fd, "301 Moved Permanently", "Location: http://x/dir/\r\n", NULL, 0,
 			      head);
@@ -304,6 +314,91 @@ static void test_get_whole_ranged_blind(void **state)
 	close(fd);
 }
 
+static int moved_fd = -1;
+
+/* described() hook: move what came so far to moved_fd, as fetch.c does for a memfd. */
+static int move_to_other(struct backend_call *call, int *fd)
+{
+	uint8_t *buf = malloc(call->bytes + 1);
+	ssize_t n = pread(*fd, buf, call->bytes + 1, 0);
+
+	assert_int_equal(n, (ssize_t)call->bytes);
+	assert_true(call->v.size == OBJ_SIZE);
+	assert_int_equal(pwrite(moved_fd, buf, (size_t)n, 0), n);
+	free(buf);
+	*fd = moved_fd;
+	return 0;
+}
+
+static int refuse(struct backend_call *call, int *fd)
+{
+	(void)fd;
+	snprintf(call->msg, sizeof(call->msg), "no room");
+	return -ENOSPC;
+}
+
+static void test_get_blind(void **state)
+{
+	struct fixture *f = *state;
+	struct backend_call c;
+	int fd = memfd_create("t", 0), h0 = n_head, r0 = n_range, g0 = n_get;
+
+	/* over large_threshold: the first range, then the others in chunks; no HEAD */
+	memset(&c, 0, sizeof(c));
+	CALL(f, &c, f->m.ops->get_async(&f->m, "obj.bin", fd, &c));
+	assert_int_equal(c.err, 0);
+	assert_int_equal(c.bytes, OBJ_SIZE);
+	assert_int_equal(c.v.size, OBJ_SIZE);
+	assert_int_equal(c.type, PROTO_FT_REG);
+	assert_true(c.checksum == XXH3_64bits(obj, OBJ_SIZE));
+	assert_int_equal(n_range - r0, (OBJ_SIZE + 65535) / 65536);
+	assert_int_equal(n_head - h0, 0);
+	assert_int_equal(n_get - g0, 0);
+	check_fd(fd, OBJ_SIZE);
+
+	/* the hook moves the rest to another descriptor */
+	moved_fd = memfd_create("m", 0);
+	assert_int_equal(ftruncate(fd, 0), 0);
+	memset(&c, 0, sizeof(c));
+	c.described = move_to_other;
+	CALL(f, &c, f->m.ops->get_async(&f->m, "obj.bin", fd, &c));
+	assert_int_equal(c.err, 0);
+	assert_true(c.checksum == XXH3_64bits(obj, OBJ_SIZE));
+	check_fd(moved_fd, OBJ_SIZE);
+	assert_int_equal(lseek(fd, 0, SEEK_END), 65536); /* only the first range */
+	close(moved_fd);
+
+	/* the hook says no: the call ends with its error, nothing more asked for */
+	r0 = n_range;
+	memset(&c, 0, sizeof(c));
+	c.described = refuse;
+	CALL(f, &c, f->m.ops->get_async(&f->m, "obj.bin", fd, &c));
+	assert_int_equal(c.err, -ENOSPC);
+	assert_string_equal(c.msg, "no room");
+	assert_int_equal(n_range - r0, 1);
+
+	/* an empty object: 416 to the range, described by its HEAD */
+	h0 = n_head;
+	memset(&c, 0, sizeof(c));
+	CALL(f, &c, f->m.ops->get_async(&f->m, "empty", fd, &c));
+	assert_int_equal(c.err, 0);
+	assert_int_equal(c.bytes, 0);
+	assert_int_equal(c.v.size, 0);
+	assert_string_equal(c.v.etag, "\"e0\"");
+	assert_int_equal(n_head - h0, 1);
+	assert_int_equal(lseek(fd, 0, SEEK_END), 0);
+
+	/* a directory, and nothing at all */
+	memset(&c, 0, sizeof(c));
+	CALL(f, &c, f->m.ops->get_async(&f->m, "dir", fd, &c));
+	assert_int_equal(c.err, 0);
+	assert_int_equal(c.type, PROTO_FT_DIR);
+	memset(&c, 0, sizeof(c));
+	CALL(f, &c, f->m.ops->get_async(&f->m, "absent", fd, &c));
+	assert_int_equal(c.err, -ENOENT);
+	close(fd);
+}
+
 static void test_list(void **state)
 {
 	struct fixture *f = *state;
@@ -344,6 +439,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_head),
 		cmocka_unit_test(test_get_whole_ranged_blind),
+		cmocka_unit_test(test_get_blind),
 		cmocka_unit_test(test_list),
 	};
 
