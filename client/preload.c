@@ -345,6 +345,8 @@ static void fd_patch_stat(int fd, struct stat *st)
 
 	if (fd_lookup(fd, st->st_dev, st->st_ino, &s))
 		preload_stat_patch(st, &s);
+	else
+		shim_dir_patch_stat(fd, st);
 }
 
 static void fd_patch_statx(int fd, struct statx *stx)
@@ -355,6 +357,8 @@ static void fd_patch_statx(int fd, struct statx *stx)
 		return;
 	if (fd_lookup(fd, makedev(stx->stx_dev_major, stx->stx_dev_minor), stx->stx_ino, &s))
 		preload_statx_patch(stx, &s);
+	else
+		shim_dir_patch_statx(fd, stx);
 }
 
 void shim_conn_fd_mark(int fd)
@@ -512,7 +516,7 @@ static int resolve(int dirfd, const char *path, char *abs, size_t abssz)
 	} else {
 		char link[32] = "/proc/self/fd/";
 		char digits[12];
-		int i = 0, n = 0;
+		int i = 0, n = 0, fd = dirfd;
 		ssize_t len;
 
 		if (dirfd < 0)
@@ -531,6 +535,9 @@ static int resolve(int dirfd, const char *path, char *abs, size_t abssz)
 		if (len == (ssize_t)sizeof(base) - 1)
 			return -ENAMETOOLONG;
 		base[len] = '\0';
+		/* a directory of an object store opened as a descriptor (preload_dir.c) */
+		if (!strncmp(base, "/memfd:", 7) && shim_dir_fd_path(fd, base, sizeof(base)) < 0)
+			return -ENOTDIR;
 	}
 	if (base[0] != '/')
 		return -EINVAL; /* "pipe:[...]", an unreachable directory, ... */
@@ -558,6 +565,18 @@ static bool target_find(const char *op, int dirfd, const char *path, struct targ
 			 path);
 		return false;
 	}
+	return true;
+}
+
+bool shim_objstore_find(const char *op, int dirfd, const char *path, char *abs,
+			struct preload_hit *hit)
+{
+	struct target t;
+
+	if (!path || shim_no_mounts() || !target_find(op, dirfd, path, &t) || t.failopen)
+		return false;
+	memcpy(abs, t.abs, strlen(t.abs) + 1);
+	*hit = t.hit;
 	return true;
 }
 
@@ -603,6 +622,12 @@ static enum decision open_decide(const char *op, int dirfd, const char *path, in
 		shim_log_error(op, t->abs, EROFS, "opened for writing");
 		return D_ERR;
 	}
+	if (!t->failopen && ((flags & O_DIRECTORY) || shim_dir_is_root(t->abs, &t->hit))) {
+		/* a directory of an object store, as os.fwalk opens them (preload_dir.c) */
+		t->fd = shim_dir_open(t->abs, &t->hit, flags, NULL);
+		t->err = -t->fd;
+		return t->fd >= 0 ? D_FD : D_ERR;
+	}
 	if (preload_flags_passthrough(flags, t->failopen)) {
 		shim_log("%s %s: flags 0x%x ask for the original", op, t->abs, (unsigned)flags);
 		return D_REAL;
@@ -618,6 +643,14 @@ static enum decision open_decide(const char *op, int dirfd, const char *path, in
 		}
 	}
 	o = shim_open_remote(t->abs, &t->fd, &s, &err, why, sizeof(why));
+	if (o == SHIM_REFUSED && err == EISDIR && !t->failopen) {
+		/* a key prefix opened without O_DIRECTORY */
+		struct preload_srcstat ds = {.mode = S_IFDIR | 0555, .type = PROTO_FT_DIR};
+
+		t->fd = shim_dir_open(t->abs, &t->hit, flags, &ds);
+		t->err = -t->fd;
+		return t->fd >= 0 ? D_FD : D_ERR;
+	}
 	if (o == SHIM_OK) {
 		rc = fd_install(t->fd, flags, &s, t->failopen);
 		if (rc == 0) {
@@ -882,6 +915,11 @@ EXPORT FILE *fopen64(const char *path, const char *mode)
 static uint64_t mount_dev(int index)
 {
 	return makedev(0, 0xfe000 + (unsigned)index);
+}
+
+uint64_t shim_mount_dev(int index)
+{
+	return mount_dev(index);
 }
 
 /*

@@ -4,7 +4,8 @@
  * preload.c owns the interposed libc functions, the real ones behind them and
  * the table of descriptors handed out from the cache; preload_daemon.c owns
  * the settings from the environment, the log, the per-thread connections to
- * granaryd, the mount table and the requests. Nothing here is exported.
+ * granaryd, the mount table and the requests; preload_dir.c owns the
+ * directory listings of object-store mounts. Nothing here is exported.
  */
 #ifndef GRANARY_PRELOAD_H
 #define GRANARY_PRELOAD_H
@@ -123,5 +124,54 @@ bool shim_fx_fd_unmark(int fd);
 
 /* The application closed or dup2'd over the fast path's descriptor @fd. */
 void shim_fx_fd_lost(int fd);
+
+/* ---- directories of object-store mounts ---- */
+
+/*
+ * Resolve @path (relative to @dirfd) and match it (preload.c): true, with
+ * the normalised path in @abs (PROTO_PATH_MAX + 1 bytes) and the mount in
+ * @hit, only when it lies on an object-store mount (no original to fall
+ * open to), which the shim answers alone.
+ */
+bool shim_objstore_find(const char *op, int dirfd, const char *path, char *abs,
+			struct preload_hit *hit);
+
+/* The device number stat shows for the paths of object-store mount @index (preload.c). */
+uint64_t shim_mount_dev(int index);
+
+/*
+ * LIST @abs from after @cookie ("" for the first page) (preload_daemon.c).
+ * On SHIM_OK *@reply points at the reply of *@len bytes, valid until this
+ * thread's next request.
+ */
+enum shim_outcome shim_list_remote(const char *abs, const char *cookie, const void **reply,
+				   size_t *len, int *err, char *why, size_t whysz);
+
+/*
+ * A descriptor for the directory @abs of an object-store mount (preload_dir.c),
+ * as open(@flags) with O_DIRECTORY gives one: fstat shows a directory,
+ * fdopendir lists it, names resolve relative to it. @known: its attributes
+ * when the caller has them, else the daemon is asked (-ENOENT, -ENOTDIR).
+ * Returns the descriptor or -errno.
+ */
+int shim_dir_open(const char *abs, const struct preload_hit *hit, int flags,
+		  const struct preload_srcstat *known);
+
+/*
+ * Whether @abs, matched to @hit, is the top of its mount: a directory, which
+ * the daemon would fetch as an object (a bucket's or a server's index).
+ */
+bool shim_dir_is_root(const char *abs, const struct preload_hit *hit);
+
+/*
+ * When @fd is such a descriptor: 0 with its directory's path in @abs;
+ * else -ENOTDIR.
+ */
+int shim_dir_fd_path(int fd, char *abs, size_t abssz);
+
+/* fstat/statx results of such a descriptor become the directory's. */
+void shim_dir_patch_stat(int fd, struct stat *st);
+struct statx;
+void shim_dir_patch_statx(int fd, struct statx *stx);
 
 #endif

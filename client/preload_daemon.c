@@ -1581,3 +1581,79 @@ decline:
 	shim_log("open %s: cache file %s not usable now, asking the daemon", abs, name);
 	return -1;
 }
+
+/* ---- listings (asked by preload_dir.c) ---- */
+
+/*
+ * shim_call_locked() for a LIST: PATH, then COOKIE unless @cookie is empty.
+ * The same rule for a connection closed by a daemon that has gone: one new
+ * connection at once.
+ */
+static ssize_t list_call(const char *abs, const char *cookie, struct tstate **tsp)
+{
+	ssize_t n = -ENOTCONN;
+	int attempt, rfd, old;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+	for (attempt = 0; attempt < 2; attempt++) {
+		bool fresh = false;
+		struct tstate *ts = conn_get(&fresh);
+		uint32_t id;
+
+		if (!ts) {
+			n = -ENOTCONN;
+			goto out;
+		}
+		id = ++ts->next_id;
+		proto_begin(&ts->out, PROTO_LIST, id);
+		if (proto_put_str(&ts->out, PROTO_T_PATH, abs) < 0 ||
+		    (cookie[0] && proto_put_str(&ts->out, PROTO_T_COOKIE, cookie) < 0)) {
+			n = -ENAMETOOLONG;
+			goto out;
+		}
+		n = conn_call(ts, id, PROTO_LIST, &rfd, 1, -1, 0);
+		if (n >= 0) {
+			if (rfd >= 0)
+				shim_sys_close(rfd);
+			*tsp = ts;
+			goto out;
+		}
+		conn_drop(ts);
+		if (!fresh && (n == -EPIPE || n == -ECONNRESET || n == -ENOTCONN)) {
+			__atomic_add_fetch(&g.fail_epoch, 1, __ATOMIC_RELEASE);
+			continue;
+		}
+		break;
+	}
+	mark_down("list", (int)-n);
+out:
+	pthread_setcancelstate(old, NULL);
+	return n;
+}
+
+enum shim_outcome shim_list_remote(const char *abs, const char *cookie, const void **reply,
+				   size_t *len, int *err, char *why, size_t whysz)
+{
+	struct tstate *ts = NULL;
+	int32_t status;
+	ssize_t n;
+
+	if (why && whysz)
+		why[0] = '\0';
+	n = list_call(abs, cookie, &ts);
+	if (n < 0) {
+		*err = (int)-n;
+		return SHIM_DOWN;
+	}
+	if (reply_status(ts->in, (size_t)n, &status, why, whysz) < 0) {
+		*err = EBADMSG;
+		return SHIM_DOWN;
+	}
+	if (status < 0) {
+		*err = -status;
+		return SHIM_REFUSED;
+	}
+	*reply = ts->in;
+	*len = (size_t)n;
+	return SHIM_OK;
+}
