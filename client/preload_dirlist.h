@@ -53,9 +53,10 @@ int preload_dirlist_init(struct preload_dirlist *l, const char *dir);
 void preload_dirlist_fini(struct preload_dirlist *l);
 
 /*
- * Append the entries of a successful LIST reply of @len bytes, (NAME TYPE
- * SIZE)* then COOKIE when more follow, and remember the cookie. Names that
- * cannot be one path component ("", ".", "..", with '/') are skipped; so is
+ * Append the entries of a successful LIST reply of @len bytes (the whole
+ * message, header included): (NAME TYPE SIZE)* then COOKIE when more follow;
+ * remember the cookie. Names that cannot be one path component ("", ".",
+ * "..", with '/') are skipped; so is
  * a name equal to the last one appended, which a page boundary could repeat.
  * Each entry's inode is the hash of the directory's path, '/' and the name,
  * what stat shows for a directory. Returns the number of entries appended,
