@@ -17,16 +17,34 @@
  * completions keep coming), and a peer that posts something rings this
  * node's doorbell (see ring()) so that it need not wait for the timer.
  *
- * Two things libfabric 1.17 asks for, found by trying: an shm peer is put in
- * the address vector only once its region exists and is initialised
- * (inserting it earlier makes the first message from it crash the provider;
- * see shm_region_ready()), and a peer that died leaves
- * shm writes to it uncompleted forever, so fabric_peer_reset() detaches them
- * rather than waiting.
+ * shm and dead peers (libfabric 1.17). The provider keeps, in the sender's
+ * own region, one response slot per operation that needs the receiver's
+ * answer, and retires them strictly in order with no timeout and no cancel.
+ * One operation posted to a process that died before answering stops every
+ * later completion, to every peer; and since the command slots and bounce
+ * buffers of the live peers are given back only as responses retire, their
+ * queues then fill and each post to them meets -FI_EAGAIN for good: the
+ * survivors lose each other. So here:
+ *  - messages are sent without FI_DELIVERY_COMPLETE: up to the inject size
+ *    the provider copies them into the receiver's queue and completes them at
+ *    once, with no response to wait for (the protocol above times out);
+ *  - before each post the peer's process is checked to be alive: a dead one
+ *    is never posted to (it may also have died holding its region's lock,
+ *    which a post would spin on for ever);
+ *  - every life of an endpoint has its own name, ADDRESS.PID.GEN, learnt
+ *    through the doorbell (see on_bell()), never a region left behind by a
+ *    dead process or re-created in place under a name peers still map; a
+ *    node removes its own dead lives' regions when it starts;
+ *  - a peer declared down with writes (or messages above the inject size)
+ *    still unanswered has stopped this endpoint's completions: the endpoint
+ *    is replaced by a new life (see restart()), and the old one keeps
+ *    serving the others' writes to it until they have moved to the new name.
  */
 #include "fabric.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +75,10 @@
 #define FABRIC_ROUNDS	  16   /* batches per progress call, so the loop breathes */
 #define POLL_US		  1000 /* shm, or a wait fd with work in flight */
 #define SHM_PREFIX	  "granary://"
-#define SHM_SETTLE_NS	  (200LL * 1000000) /* see shm_region_ready() */
+#define SHM_NAME_MAX	  200		    /* ADDRESS.PID.GEN, without the prefix */
+#define SHM_INJECT	  4096		    /* above this a send waits for an answer */
+#define SHM_ASK_NS	  (100LL * 1000000) /* a peer's name is asked at most this often */
+#define SHM_RETIRE_S	  10		    /* an old endpoint serves this long */
 
 enum fop_kind { FOP_RECV, FOP_SEND, FOP_WRITE };
 
@@ -65,6 +86,7 @@ struct fop {
 	struct fi_context2 fctx; /* first: the provider may use it (FI_CONTEXT2) */
 	enum fop_kind kind;
 	int peer;
+	unsigned gen; /* the endpoint life it was posted on */
 	bool posted, detached;
 	struct fop *qnext;	 /* the peer's queue of posts waiting for room */
 	struct fop *prev, *next; /* the peer's list of posted operations */
@@ -80,10 +102,13 @@ struct fabric_peer {
 	char *address;
 	void *dest; /* the provider's form of the address */
 	size_t destlen;
-	char *shm_region;	 /* shm: /dev/shm/<name> that must exist before insertion */
 	struct sockaddr_un bell; /* shm: the peer's doorbell */
 	socklen_t bell_len;
-	fi_addr_t addr; /* FI_ADDR_NOTAVAIL until inserted */
+	char inc[SHM_NAME_MAX]; /* shm: the name of its endpoint now, "" if unknown */
+	pid_t inc_pid;
+	int64_t asked_ns;
+	unsigned n_detached; /* its detached operations not completed yet */
+	fi_addr_t addr;	     /* FI_ADDR_NOTAVAIL until inserted */
 	struct fop *q_head, *q_tail;
 	unsigned queued;
 	struct fop *posted;
@@ -123,9 +148,29 @@ struct fabric {
 	struct event *ev_bell;
 	size_t n_peers;
 	struct fabric_peer *peers;
+
+	/* shm: the lives of this endpoint (see DESIGN and restart()) */
+	char address[SHM_NAME_MAX];
+	char name[SHM_NAME_MAX]; /* ADDRESS.PID.GEN */
+	unsigned gen;
+	struct fid_ep *old_ep; /* the previous life, serving until ev_retire */
+	struct event *ev_restart, *ev_retire;
+	struct {
+		fi_addr_t addr;
+		unsigned gen;
+	} stale[16]; /* address entries of dead peers, removed with that life */
+	size_t n_stale;
 };
 
 static void bell_name(const char *address, struct sockaddr_un *sa, socklen_t *len);
+static int getinfo_for(bool shm, const char *address, bool source, struct fi_info *h,
+		       struct fi_info **out);
+
+/* Doorbell datagrams (shm): the first byte says what. */
+#define RING_POSTED 0 /* something was posted to you: progress, then ring me back */
+#define RING_BACK   1 /* I progressed after your ring: your completions may be in */
+#define BELL_ASK    2 /* what is your endpoint's name? */
+#define BELL_NAME   3 /* my endpoint's name is (the rest) */
 
 static const char *ferr(int rc)
 {
@@ -204,38 +249,135 @@ static void send_put(struct fabric *f, struct fop *op)
 
 /* ---- peers' addresses ---- */
 
-/*
- * Whether an shm peer's region can be mapped: it exists and was created a
- * while ago. The provider fills a new region within microseconds and marks it
- * ready last; one found before that is entered in the address vector without
- * a mapping, and the first message from that peer then crashes libfabric
- * 1.17. A stale region of a dead process is old, and safe: the provider maps
- * the new one when the peer comes back.
- */
-static bool shm_region_ready(const char *path)
+static int64_t now_ns(void)
 {
-	struct timespec now;
-	struct stat sb;
-	int64_t age_ns;
+	struct timespec ts;
 
-	if (stat(path, &sb) < 0)
-		return false;
-	clock_gettime(CLOCK_REALTIME, &now);
-	age_ns = (int64_t)(now.tv_sec - sb.st_ctim.tv_sec) * 1000000000LL +
-		 (now.tv_nsec - sb.st_ctim.tv_nsec);
-	return age_ns >= SHM_SETTLE_NS;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Insert @p into the address vector when it can be: 0, or -EAGAIN. */
+/* Whether process @pid exists (EPERM: it does, under another user). */
+static bool pid_alive(pid_t pid)
+{
+	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+/* The pid in an shm endpoint name ADDRESS.PID.GEN, or 0. */
+static pid_t name_pid(const char *name)
+{
+	const char *gen = strrchr(name, '.');
+	const char *pid;
+	long v;
+
+	if (!gen || gen == name)
+		return 0;
+	for (pid = gen - 1; pid > name && pid[-1] != '.'; pid--)
+		;
+	if (pid == name)
+		return 0;
+	v = strtol(pid, NULL, 10);
+	return v > 0 && v < (1L << 22) ? (pid_t)v : 0;
+}
+
+static void bell_send(struct fabric *f, const struct sockaddr_un *to, socklen_t len, char type,
+		      const char *text);
+
+/* Ask @p for its endpoint's name, at most every SHM_ASK_NS. */
+static void peer_ask(struct fabric *f, struct fabric_peer *p)
+{
+	int64_t now = now_ns();
+
+	if (now - p->asked_ns < SHM_ASK_NS)
+		return;
+	p->asked_ns = now;
+	bell_send(f, &p->bell, p->bell_len, BELL_ASK, NULL);
+}
+
+/*
+ * Let go of @p's address entry (shm: its endpoint is gone or replaced). The
+ * provider may still hold responses owed by it for operations of this or the
+ * previous life of the endpoint; removing the entry under them would leave
+ * them pointing at unmapped memory, so then it is removed only when that life
+ * is retired (see retire()).
+ */
+static void peer_forget(struct fabric *f, struct fabric_peer *p)
+{
+	if (p->addr != FI_ADDR_NOTAVAIL) {
+		if (!p->posted && !p->n_detached)
+			fi_av_remove(f->av, &p->addr, 1, 0);
+		else if (f->n_stale < sizeof(f->stale) / sizeof(f->stale[0])) {
+			f->stale[f->n_stale].addr = p->addr;
+			f->stale[f->n_stale].gen = f->gen;
+			f->n_stale++;
+		}
+		/* else: one mapping kept until fabric_close */
+	}
+	p->addr = FI_ADDR_NOTAVAIL;
+	p->inc[0] = '\0';
+	p->inc_pid = 0;
+	p->asked_ns = 0;
+}
+
+/* The provider's form of destination @address (shm: an endpoint name). */
+static int dest_for(struct fabric *f, const char *address, void **dest, size_t *len)
+{
+	struct fi_info *h, *pi = NULL;
+	int rc;
+
+	h = fi_dupinfo(f->info);
+	if (!h)
+		return -FI_ENOMEM;
+	free(h->src_addr);
+	h->src_addr = NULL;
+	h->src_addrlen = 0;
+	free(h->dest_addr);
+	h->dest_addr = NULL;
+	h->dest_addrlen = 0;
+	rc = getinfo_for(f->shm, address, false, h, &pi);
+	fi_freeinfo(h);
+	if (!rc && (!pi || !pi->dest_addr))
+		rc = -FI_EINVAL;
+	if (!rc) {
+		*dest = malloc(pi->dest_addrlen);
+		if (*dest) {
+			memcpy(*dest, pi->dest_addr, pi->dest_addrlen);
+			*len = pi->dest_addrlen;
+		} else {
+			rc = -FI_ENOMEM;
+		}
+	}
+	if (pi)
+		fi_freeinfo(pi);
+	return rc;
+}
+
+/*
+ * Insert @p into the address vector when it can be: 0, or -EAGAIN. With shm
+ * the peer's endpoint name is learnt from its doorbell, and a peer whose
+ * process is gone is never posted to (see DESIGN).
+ */
 static int peer_resolve(struct fabric *f, struct fabric_peer *p)
 {
 	fi_addr_t a;
 	int n;
 
+	if (f->shm) {
+		if (p->inc[0] && !pid_alive(p->inc_pid))
+			peer_forget(f, p);
+		if (!p->inc[0]) {
+			peer_ask(f, p);
+			return -EAGAIN;
+		}
+		if (p->addr == FI_ADDR_NOTAVAIL) {
+			free(p->dest);
+			p->dest = NULL;
+			if (dest_for(f, p->inc, &p->dest, &p->destlen) != 0)
+				return -EAGAIN;
+		}
+	}
 	if (p->addr != FI_ADDR_NOTAVAIL)
 		return 0;
-	if (p->shm_region && !shm_region_ready(p->shm_region))
-		return -EAGAIN; /* not started yet: see DESIGN */
 	n = fi_av_insert(f->av, p->dest, 1, &a, 0, NULL);
 	if (n != 1) {
 		log_warn("fi_av_insert failed peer=%s", p->address);
@@ -243,6 +385,45 @@ static int peer_resolve(struct fabric *f, struct fabric_peer *p)
 	}
 	p->addr = a;
 	return 0;
+}
+
+/*
+ * Remove the regions earlier lives of this node's endpoint left in /dev/shm
+ * (a process killed with SIGKILL cannot): ADDRESS.PID.GEN of a PID that is
+ * gone, and ADDRESS itself, the name older versions used. Called once this
+ * process holds the address's doorbell, so no live process owns them.
+ */
+static void shm_remove_leftovers(const char *address)
+{
+	size_t alen = strlen(address);
+	unsigned removed = 0;
+	struct dirent *de;
+	DIR *dir = opendir("/dev/shm");
+
+	if (!dir)
+		return;
+	while ((de = readdir(dir))) {
+		pid_t pid;
+
+		if (strncmp(de->d_name, address, alen) != 0)
+			continue;
+		if (de->d_name[alen] == '\0') {
+			pid = 0;
+		} else if (de->d_name[alen] == '.') {
+			pid = name_pid(de->d_name);
+			if (!pid || pid == getpid() || pid_alive(pid))
+				continue;
+		} else {
+			continue;
+		}
+		if (shm_unlink(de->d_name) == 0)
+			removed++;
+	}
+	closedir(dir);
+	if (removed)
+		log_info(
+			"removed regions of earlier lives of the rack endpoint count=%u address=%s",
+			removed, address);
 }
 
 /* Split "host:port" (or "[v6]:port"); 0 or -EINVAL. */
@@ -289,8 +470,7 @@ static int getinfo_for(bool shm, const char *address, bool source, struct fi_inf
 int fabric_peer_add(struct fabric *f, const char *address)
 {
 	struct fabric_peer *np, *p;
-	struct fi_info *h, *pi = NULL;
-	int rc;
+	int rc = 0;
 
 	np = realloc(f->peers, (f->n_peers + 1) * sizeof(*np));
 	if (!np)
@@ -299,47 +479,29 @@ int fabric_peer_add(struct fabric *f, const char *address)
 	p = &f->peers[f->n_peers];
 	memset(p, 0, sizeof(*p));
 	p->addr = FI_ADDR_NOTAVAIL;
-
-	h = fi_dupinfo(f->info);
-	if (!h)
-		return -ENOMEM;
-	free(h->src_addr);
-	h->src_addr = NULL;
-	h->src_addrlen = 0;
-	free(h->dest_addr);
-	h->dest_addr = NULL;
-	h->dest_addrlen = 0;
-	rc = getinfo_for(f->shm, address, false, h, &pi);
-	fi_freeinfo(h);
-	if (rc || !pi || !pi->dest_addr) {
+	if (f->shm) {
+		/* its endpoint's name comes from its doorbell; check the form only */
+		if (strlen(address) + 24 >= SHM_NAME_MAX || strchr(address, '/'))
+			rc = -FI_EINVAL;
+	} else {
+		rc = dest_for(f, address, &p->dest, &p->destlen);
+	}
+	if (rc) {
 		log_err("cannot resolve peer address address=%s provider=%s detail=\"%s\"", address,
-			f->prov, rc ? ferr(rc) : "no destination address");
-		if (pi)
-			fi_freeinfo(pi);
-		return rc ? to_errno(rc) : -EINVAL;
+			f->prov, ferr(rc));
+		return to_errno(rc);
 	}
 	p->address = strdup(address);
-	p->dest = malloc(pi->dest_addrlen);
-	if (f->shm) {
-		size_t n = strlen("/dev/shm/") + strlen(address) + 1;
-
-		p->shm_region = malloc(n);
-		if (p->shm_region)
-			snprintf(p->shm_region, n, "/dev/shm/%s", address);
-	}
-	if (!p->address || !p->dest || (f->shm && !p->shm_region)) {
-		free(p->address);
+	if (!p->address) {
 		free(p->dest);
-		free(p->shm_region);
-		fi_freeinfo(pi);
 		return -ENOMEM;
 	}
-	memcpy(p->dest, pi->dest_addr, pi->dest_addrlen);
-	p->destlen = pi->dest_addrlen;
-	if (f->shm)
-		bell_name(address, &p->bell, &p->bell_len);
-	fi_freeinfo(pi);
 	f->n_peers++;
+	if (f->shm) {
+		bell_name(address, &p->bell, &p->bell_len);
+		/* tell it who we are now, and ask who it is */
+		bell_send(f, &p->bell, p->bell_len, BELL_NAME, f->name);
+	}
 	peer_resolve(f, p);
 	return (int)(f->n_peers - 1);
 }
@@ -365,9 +527,6 @@ static void bell_name(const char *address, struct sockaddr_un *sa, socklen_t *le
 	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
-#define RING_POSTED 0 /* something was posted to you: progress, then ring me back */
-#define RING_BACK   1 /* I progressed after your ring: your completions may be in */
-
 static void ring(struct fabric *f, struct fabric_peer *p)
 {
 	char b = RING_POSTED;
@@ -377,12 +536,57 @@ static void ring(struct fabric *f, struct fabric_peer *p)
 			     (struct sockaddr *)&p->bell, p->bell_len);
 }
 
+static void bell_send(struct fabric *f, const struct sockaddr_un *to, socklen_t len, char type,
+		      const char *text)
+{
+	char buf[1 + SHM_NAME_MAX];
+	size_t n = 1;
+
+	if (f->bell_fd < 0 || !len)
+		return;
+	buf[0] = type;
+	if (text) {
+		n += strlen(text);
+		memcpy(buf + 1, text, n - 1);
+	}
+	(void)sendto(f->bell_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)to,
+		     len);
+}
+
+/*
+ * @from says its endpoint is now @name. A new name means a new life of that
+ * node's endpoint (it restarted, or replaced its endpoint): what was posted
+ * to the old one is settled by fabric_peer_reset() when peer.c notices.
+ */
+static void bell_learn(struct fabric *f, const struct sockaddr_un *from, socklen_t len,
+		       const char *name)
+{
+	for (size_t i = 0; i < f->n_peers; i++) {
+		struct fabric_peer *p = &f->peers[i];
+		pid_t pid = name_pid(name);
+
+		if (p->bell_len != len || memcmp(&p->bell, from, len) != 0)
+			continue;
+		if (!strcmp(p->inc, name) || !pid)
+			return;
+		if (p->inc[0])
+			log_info("rack peer endpoint changed peer=%s old=%s new=%s", p->address,
+				 p->inc, name);
+		peer_forget(f, p);
+		snprintf(p->inc, sizeof(p->inc), "%s", name);
+		p->inc_pid = pid;
+		peer_resolve(f, p);
+		return;
+	}
+}
+
 static void on_event(evutil_socket_t fd, short what, void *arg);
 
 /*
  * Rung. A peer's writes into this node complete at the peer only once this
  * node has processed them, so after progressing, ring back whoever rang with
- * news (never in answer to a ring back: no ping-pong).
+ * news (never in answer to a ring back: no ping-pong). Names are asked and
+ * told here too (see DESIGN).
  */
 static void on_bell(evutil_socket_t fd, short what, void *arg)
 {
@@ -394,12 +598,24 @@ static void on_bell(evutil_socket_t fd, short what, void *arg)
 	for (;;) {
 		struct sockaddr_un sa;
 		socklen_t len = sizeof(sa);
-		char b;
-		ssize_t n = recvfrom(fd, &b, 1, MSG_DONTWAIT, (struct sockaddr *)&sa, &len);
+		char b[1 + SHM_NAME_MAX];
+		ssize_t n =
+			recvfrom(fd, b, sizeof(b) - 1, MSG_DONTWAIT, (struct sockaddr *)&sa, &len);
 
 		if (n < 0)
 			break;
-		if (n != 1 || b != RING_POSTED || len <= offsetof(struct sockaddr_un, sun_path))
+		if (n < 1 || len <= offsetof(struct sockaddr_un, sun_path))
+			continue;
+		if (b[0] == BELL_ASK) {
+			bell_send(f, &sa, len, BELL_NAME, f->name);
+			continue;
+		}
+		if (b[0] == BELL_NAME && n > 1) {
+			b[n] = '\0';
+			bell_learn(f, &sa, len, b + 1);
+			continue;
+		}
+		if (n != 1 || b[0] != RING_POSTED)
 			continue;
 		for (int i = 0; i <= nfrom; i++) {
 			if (i == nfrom) {
@@ -422,21 +638,35 @@ static void on_bell(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void bell_open(struct fabric *f, const char *address)
+/*
+ * Bind this node's doorbell. With shm the peers find this node's endpoint
+ * through it, so it is required; holding it also proves that no live process
+ * uses this address. 0 or -errno after logging.
+ */
+static int bell_open(struct fabric *f, const char *address)
 {
 	struct sockaddr_un sa;
 	socklen_t len;
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int rc;
 
-	if (fd < 0)
-		return;
+	if (fd < 0) {
+		rc = -errno;
+		log_errno(LOG_ERR, rc, "cannot open the shm doorbell address=%s", address);
+		return rc;
+	}
 	bell_name(address, &sa, &len);
 	if (bind(fd, (struct sockaddr *)&sa, len) < 0) {
-		log_errno(LOG_WARNING, errno, "no shm doorbell, polling only address=%s", address);
+		rc = -errno;
+		log_errno(LOG_ERR, rc,
+			  "cannot bind the shm doorbell: is another granaryd using this rack "
+			  "address on this host? address=%s",
+			  address);
 		close(fd);
-		return;
+		return rc;
 	}
 	f->bell_fd = fd;
+	return 0;
 }
 
 /* ---- posting ---- */
@@ -445,6 +675,14 @@ static ssize_t post(struct fabric *f, struct fop *op)
 {
 	struct fabric_peer *p = &f->peers[op->peer];
 
+	if (f->shm) {
+		/* never touch the region of a process that is gone (see DESIGN) */
+		if (p->inc[0] && !pid_alive(p->inc_pid))
+			return -FI_EHOSTUNREACH;
+		if (peer_resolve(f, p) < 0)
+			return -FI_EAGAIN;
+	}
+	op->gen = f->gen;
 	if (op->kind == FOP_SEND)
 		return fi_send(f->ep, op->buf, op->len, f->msg_mr->desc, p->addr, op);
 
@@ -595,10 +833,46 @@ int fabric_write(struct fabric *f, int peer, struct fabric_mr *mr, const void *b
 	return 0;
 }
 
+/*
+ * Detach what is posted to @p: its completion may never come, so the caller
+ * hears now and the memory waits for it. True when one of them waits for an
+ * answer from the peer in the provider's response queue (shm: a write, or a
+ * message above the inject size), which then blocks every later completion.
+ */
+static bool detach_posted(struct fabric *f, struct fabric_peer *p, int err)
+{
+	struct fop *op, *next;
+	bool answer = false;
+
+	for (op = p->posted; op; op = next) {
+		next = op->next;
+		if (op->kind == FOP_WRITE || op->len > SHM_INJECT)
+			answer = true;
+		op->detached = true;
+		op->posted = false;
+		op->prev = NULL;
+		op->next = f->detached;
+		if (f->detached)
+			f->detached->prev = op;
+		f->detached = op;
+		f->inflight--;
+		p->n_detached++;
+		if (op->kind == FOP_WRITE) {
+			void *ctx = op->ctx;
+
+			op->ctx = NULL;
+			f->cbs.write_done(f->cbs.arg, ctx, err);
+		}
+	}
+	p->posted = NULL;
+	return answer;
+}
+
 void fabric_peer_reset(struct fabric *f, int peer)
 {
 	struct fabric_peer *p;
 	struct fop *op, *next;
+	bool stuck;
 
 	if (!f || peer < 0 || (size_t)peer >= f->n_peers)
 		return;
@@ -615,25 +889,108 @@ void fabric_peer_reset(struct fabric *f, int peer)
 		else
 			write_finish(f, op, -ECONNRESET);
 	}
-	/* posted: their completions may never come; the memory waits for them */
-	for (op = p->posted; op; op = next) {
-		next = op->next;
-		op->detached = true;
-		op->posted = false;
-		op->prev = NULL;
-		op->next = f->detached;
-		if (f->detached)
-			f->detached->prev = op;
-		f->detached = op;
-		f->inflight--;
-		if (op->kind == FOP_WRITE) {
-			void *ctx = op->ctx;
-
-			op->ctx = NULL;
-			f->cbs.write_done(f->cbs.arg, ctx, -ECONNRESET);
-		}
+	stuck = detach_posted(f, p, -ECONNRESET);
+	if (!f->shm)
+		return;
+	if (stuck && !f->closing) {
+		log_warn("rack endpoint waits on a peer that is gone peer=%s: replacing it",
+			 p->address);
+		event_active(f->ev_restart, EV_TIMEOUT, 0);
 	}
-	p->posted = NULL;
+	/* a dead life's entry goes; a live one (stalled, leaving) is kept */
+	if (p->inc[0] && !pid_alive(p->inc_pid))
+		peer_forget(f, p);
+}
+
+/* ---- a new life for the endpoint (shm) ---- */
+
+static int ep_open(struct fabric *f, const char *name, struct fid_ep **out);
+static void repost_recv(struct fabric *f, struct fop *op);
+static void retire(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * The provider retires responses in order (see DESIGN): one owed by a dead
+ * peer stops this endpoint's completions for good. Open a new endpoint under
+ * a new name, tell the peers, and keep the old one a while: it goes on
+ * serving the peers' writes and messages to it (only its own completions are
+ * stuck) until they have moved, so no peer is left waiting on it in turn.
+ * Everything posted on the old one is detached; its receives are cancelled
+ * and come back on the new one.
+ */
+static void restart(evutil_socket_t fd, short what, void *arg)
+{
+	struct fabric *f = arg;
+	struct fid_ep *ep;
+	char name[SHM_NAME_MAX];
+	struct timeval tv = {SHM_RETIRE_S, 0};
+
+	(void)fd;
+	(void)what;
+	if (f->closing)
+		return;
+	if (f->old_ep) {
+		/* a second in a row: the oldest goes now */
+		event_del(f->ev_retire);
+		retire(-1, 0, f);
+	}
+	if (snprintf(name, sizeof(name), "%s.%d.%u", f->address, (int)getpid(), f->gen + 1) >=
+		    (int)sizeof(name) ||
+	    ep_open(f, name, &ep) < 0)
+		return; /* logged; the old endpoint stays, stuck */
+	f->old_ep = f->ep;
+	f->ep = ep;
+	f->gen++;
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	for (size_t i = 0; i < f->n_peers; i++)
+		(void)detach_posted(f, &f->peers[i], -ECANCELED); /* the peer is fine */
+	for (int i = 0; i < FABRIC_RECVS; i++) {
+		struct fop *op = &f->recvs[i];
+
+		/* a cancelled receive completes, and reposts itself on the new one */
+		if (op->posted)
+			(void)fi_cancel(&f->old_ep->fid, op);
+		else
+			repost_recv(f, op);
+	}
+	for (size_t i = 0; i < f->n_peers; i++)
+		bell_send(f, &f->peers[i].bell, f->peers[i].bell_len, BELL_NAME, f->name);
+	event_add(f->ev_retire, &tv);
+	log_info("rack endpoint replaced name=%s", f->name);
+	schedule_poll(f, 0);
+}
+
+/* Close the previous life, and what only it could still refer to. */
+static void retire(evutil_socket_t fd, short what, void *arg)
+{
+	struct fabric *f = arg;
+	unsigned gen = f->gen - 1;
+	struct fop *op, *next;
+	size_t i, kept = 0;
+
+	(void)fd;
+	(void)what;
+	if (!f->old_ep)
+		return;
+	fi_close(&f->old_ep->fid);
+	f->old_ep = NULL;
+	for (op = f->detached; op; op = next) {
+		next = op->next;
+		if (op->gen > gen)
+			continue;
+		detached_unlink(f, op);
+		f->peers[op->peer].n_detached--;
+		if (op->kind == FOP_SEND)
+			send_put(f, op);
+		else
+			free(op);
+	}
+	for (i = 0; i < f->n_stale; i++) {
+		if (f->stale[i].gen <= gen)
+			fi_av_remove(f->av, &f->stale[i].addr, 1, 0);
+		else
+			f->stale[kept++] = f->stale[i];
+	}
+	f->n_stale = kept;
 }
 
 /* ---- completions ---- */
@@ -668,6 +1025,7 @@ static void complete(struct fabric *f, struct fop *op, int err, size_t len)
 	case FOP_SEND:
 		if (op->detached) {
 			detached_unlink(f, op);
+			f->peers[op->peer].n_detached--;
 			send_put(f, op);
 			return;
 		}
@@ -681,6 +1039,7 @@ static void complete(struct fabric *f, struct fop *op, int err, size_t len)
 	case FOP_WRITE:
 		if (op->detached) {
 			detached_unlink(f, op);
+			f->peers[op->peer].n_detached--;
 			free(op);
 			return;
 		}
@@ -830,7 +1189,12 @@ static struct fi_info *make_hints(const char *provider)
 	h->domain_attr->threading = FI_THREAD_DOMAIN;
 	h->domain_attr->mr_mode =
 		FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT;
-	h->tx_attr->op_flags = FI_DELIVERY_COMPLETE;
+	/*
+	 * Writes ask for delivery complete themselves (see post()). Messages
+	 * need not: the protocol above answers each one. With shm they must
+	 * not (see DESIGN).
+	 */
+	h->tx_attr->op_flags = strcmp(provider, "shm") ? FI_DELIVERY_COMPLETE : 0;
 	h->fabric_attr->prov_name = strdup(provider);
 	if (!h->fabric_attr->prov_name) {
 		fi_freeinfo(h);
@@ -899,12 +1263,54 @@ static int setup_buffers(struct fabric *f)
 	return 0;
 }
 
+/*
+ * An endpoint on the open domain, bound to the queue and the address vector
+ * and enabled. With shm @name is this life's name. 0 or -errno after logging.
+ */
+static int ep_open(struct fabric *f, const char *name, struct fid_ep **out)
+{
+	struct fi_info *info = f->info, *hints = NULL, *own = NULL;
+	struct fid_ep *ep = NULL;
+	int rc = 0;
+
+	if (name) {
+		/* a new life: the same attributes under a new source name */
+		hints = make_hints(f->prov);
+		rc = hints ? getinfo_for(true, name, true, hints, &own) : -FI_ENOMEM;
+		fi_freeinfo(hints);
+		if (!rc && !own)
+			rc = -FI_ENODATA;
+		if (!rc)
+			info = own;
+	}
+	if (!rc)
+		rc = fi_endpoint(f->dom, info, &ep, NULL);
+	if (!rc)
+		rc = fi_ep_bind(ep, &f->cq->fid, FI_TRANSMIT | FI_RECV);
+	if (!rc)
+		rc = fi_ep_bind(ep, &f->av->fid, 0);
+	if (!rc)
+		rc = fi_enable(ep);
+	if (own)
+		fi_freeinfo(own);
+	if (rc) {
+		log_err("cannot open the rack endpoint provider=%s address=%s detail=\"%s\"",
+			f->prov, name ? name : "", ferr(rc));
+		if (ep)
+			fi_close(&ep->fid);
+		return to_errno(rc);
+	}
+	*out = ep;
+	return 0;
+}
+
 int fabric_open(struct event_base *base, const char *provider, const char *address,
 		const struct fabric_cbs *cbs, struct fabric **out)
 {
 	struct fabric *f = calloc(1, sizeof(*f));
 	struct fi_info *hints = NULL;
 	struct fi_av_attr av_attr = {.type = FI_AV_MAP};
+	const char *source = address;
 	char name[256];
 	size_t namelen = sizeof(name);
 	int rc;
@@ -916,12 +1322,27 @@ int fabric_open(struct event_base *base, const char *provider, const char *addre
 	f->wait_fd = -1;
 	f->bell_fd = -1;
 	f->shm = !strcmp(provider, "shm");
+	if (f->shm) {
+		/* the doorbell first: it proves the address is ours (see DESIGN) */
+		if (strlen(address) + 24 >= SHM_NAME_MAX || strchr(address, '/')) {
+			log_err("shm rack address too long or with a slash address=%s", address);
+			rc = -EINVAL;
+			goto err;
+		}
+		rc = bell_open(f, address);
+		if (rc < 0)
+			goto err;
+		shm_remove_leftovers(address);
+		snprintf(f->address, sizeof(f->address), "%s", address);
+		snprintf(f->name, sizeof(f->name), "%s.%d.0", address, (int)getpid());
+		source = f->name;
+	}
 	hints = make_hints(provider);
 	if (!hints) {
 		rc = -ENOMEM;
 		goto err;
 	}
-	rc = getinfo_for(f->shm, address, true, hints, &f->info);
+	rc = getinfo_for(f->shm, source, true, hints, &f->info);
 	fi_freeinfo(hints);
 	if (rc || !f->info) {
 		log_err("libfabric offers no endpoint for the rack provider=%s address=%s "
@@ -944,29 +1365,25 @@ int fabric_open(struct event_base *base, const char *provider, const char *addre
 		rc = open_cq(f);
 	if (!rc)
 		rc = fi_av_open(f->dom, &av_attr, &f->av, NULL);
-	if (!rc)
-		rc = fi_endpoint(f->dom, f->info, &f->ep, NULL);
-	if (!rc)
-		rc = fi_ep_bind(f->ep, &f->cq->fid, FI_TRANSMIT | FI_RECV);
-	if (!rc)
-		rc = fi_ep_bind(f->ep, &f->av->fid, 0);
-	if (!rc)
-		rc = fi_enable(f->ep);
 	if (rc) {
 		log_err("cannot open the rack endpoint provider=%s address=%s detail=\"%s\"",
 			f->prov, address, ferr(rc));
 		rc = to_errno(rc);
 		goto err;
 	}
+	rc = ep_open(f, NULL, &f->ep);
+	if (rc < 0)
+		goto err;
 	rc = setup_buffers(f);
 	if (rc < 0)
 		goto err;
 
-	if (f->wait_fd < 0)
-		bell_open(f, address);
 	if (f->bell_fd >= 0) {
 		f->ev_bell = event_new(base, f->bell_fd, EV_READ | EV_PERSIST, on_bell, f);
-		if (!f->ev_bell || event_add(f->ev_bell, NULL) < 0) {
+		f->ev_restart = evtimer_new(base, restart, f);
+		f->ev_retire = evtimer_new(base, retire, f);
+		if (!f->ev_bell || !f->ev_restart || !f->ev_retire ||
+		    event_add(f->ev_bell, NULL) < 0) {
 			rc = -ENOMEM;
 			goto err;
 		}
@@ -1015,9 +1432,15 @@ void fabric_close(struct fabric *f)
 		event_free(f->ev_poll);
 	if (f->ev_bell)
 		event_free(f->ev_bell);
+	if (f->ev_restart)
+		event_free(f->ev_restart);
+	if (f->ev_retire)
+		event_free(f->ev_retire);
 	if (f->bell_fd >= 0)
 		close(f->bell_fd);
-	/* the endpoint first: after it nothing the provider holds is touched */
+	/* the endpoints first: after them nothing the provider holds is touched */
+	if (f->old_ep)
+		fi_close(&f->old_ep->fid);
 	if (f->ep)
 		fi_close(&f->ep->fid);
 	for (size_t i = 0; i < f->n_peers; i++) {
@@ -1036,7 +1459,6 @@ void fabric_close(struct fabric *f)
 		}
 		free(p->address);
 		free(p->dest);
-		free(p->shm_region);
 	}
 	free(f->peers);
 	while (f->detached) {
@@ -1046,6 +1468,8 @@ void fabric_close(struct fabric *f)
 		if (op->kind == FOP_WRITE)
 			free(op);
 	}
+	for (size_t i = 0; i < f->n_stale; i++)
+		fi_av_remove(f->av, &f->stale[i].addr, 1, 0);
 	fabric_mr_close(f->msg_mr);
 	if (f->av)
 		fi_close(&f->av->fid);
