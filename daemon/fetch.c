@@ -109,6 +109,11 @@ static bool needs_validation(struct granaryd *d, const struct object *o)
 	}
 }
 
+bool fetch_fresh(struct granaryd *d, const struct object *o)
+{
+	return o->state == OBJ_CACHED && !needs_validation(d, o);
+}
+
 static void record_hit(struct granaryd *d, struct object *o, struct fetch_waiter *w)
 {
 	if (!w->foreground)

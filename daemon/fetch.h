@@ -64,6 +64,12 @@ struct fetch_waiter {
 void fetch_get(struct granaryd *d, struct mount *m, const char *path, struct fetch_waiter *w);
 
 /*
+ * True when @o is cached and its mount's consistency lets it be trusted now
+ * without asking the backend (immutable, or checked within the TTL).
+ */
+bool fetch_fresh(struct granaryd *d, const struct object *o);
+
+/*
  * Remove a cached object: its file, catalog row, index entry, policy entry.
  * An object being fetched is marked so that the fetch starts over.
  */

@@ -849,6 +849,16 @@ static void remote_stat_list(struct work *w)
 
 	w->call.arg = w;
 	if (w->type == PROTO_STAT) {
+		struct object *o = index_get(w->c->d->idx, w->path);
+
+		if (o && fetch_fresh(w->c->d, o)) {
+			/* immutable, or checked within the TTL: the index answers, no HEAD */
+			w->v = o->v;
+			w->ftype = PROTO_FT_REG;
+			w->err = 0;
+			stat_done(&w->task);
+			return;
+		}
 		w->call.done = remote_stat_done;
 		m->ops->head_async(w->m, rel, &w->call);
 		return;

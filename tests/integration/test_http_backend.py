@@ -129,6 +129,8 @@ def run_all(wd, ng, root, rels):
     mounts = [
         {"path": "/data/web", "backend": "http", "url": ng.url, "consistency": "strict"},
         {"path": "/data/once", "backend": "http", "url": slow.url, "consistency": "immutable"},
+        {"path": "/data/ttl", "backend": "http", "url": slow.url, "consistency": "ttl",
+         "ttl": "1h"},
         {"path": "/data/f503", "backend": "http", "url": p503.url},
         {"path": "/data/ftrunc", "backend": "http", "url": ptrunc.url},
         {"path": "/data/fclose", "backend": "http", "url": pclose.url},
@@ -224,6 +226,32 @@ def run_all(wd, ng, root, rels):
             check(len(heads) == 0 and len(gets) == chunks,
                   "12 readers of %s: %d HEAD and %d GET at the server (expected 0 and %d)" % (
                       target, len(heads), len(gets), chunks))
+
+        # ---- STAT of a cached object: the index answers, no request (immutable, ttl) ----
+        c = d.conn()
+        r, _ = c.read("/data/ttl/" + rels[21])
+        check(r.status == 0, "read on the ttl mount: %d %s" % (r.status, r.errmsg))
+        n_before = len(slow.requests())
+        for path, rel in (("/data/once/", "big1.bin"), ("/data/once/", rels[20]),
+                          ("/data/ttl/", rels[21])):
+            r = c.request("STAT", path=path + rel)
+            check(r.status == 0 and r.u32("TYPE") == 1 and r.u32("CACHED") == 1 and
+                  r.u64("SIZE") == os.path.getsize(os.path.join(root, rel)),
+                  "STAT of cached %s%s: %d %s" % (path, rel, r.status, r.errmsg))
+        asked = slow.requests()[n_before:]
+        check(not asked, "STAT of cached objects asked the server: %s" % asked)
+        # an uncached object is still asked for, and a strict mount still checks
+        r = c.request("STAT", path="/data/once/" + rels[22])
+        check(r.status == 0 and r.u32("CACHED") == 0, "STAT of an uncached object: %d %s" % (
+            r.status, r.errmsg))
+        check([q.method for q in slow.requests()[n_before:]] == ["HEAD"],
+              "STAT of an uncached object: %s" % slow.requests()[n_before:])
+        n_heads = len(ng.requests("HEAD"))
+        r = c.request("STAT", path="/data/web/" + rels[0])
+        check(r.status == 0 and r.u32("CACHED") == 1, "STAT on the strict mount: %d %s" % (
+            r.status, r.errmsg))
+        check(len(ng.requests("HEAD")) == n_heads + 1, "a strict mount's STAT sent no HEAD")
+        c.close()
 
         # ---- faults that retries absorb ----
         sub = [r for r in rels if r.startswith("d03/")] + ["big0.bin"]
