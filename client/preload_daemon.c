@@ -30,12 +30,14 @@
  * treated as unconnected.
  *
  * Fast path. HELLO's reply may carry a read-only memfd with the daemon's
- * index of cached NAS objects and an O_PATH descriptor of its objects/
+ * index of cached objects (of NAS mounts, and of immutable object-store
+ * mounts without an allow list) and an O_PATH descriptor of its objects/
  * directory. The index is mapped (the memfd is closed then); the directory
  * descriptor and a duplicate of the connection HELLO came on are moved to
  * FX_FD_BASE or above and marked like the sockets. An open under a mount
  * flagged PROTO_F_MOUNT_FAST looks the path up, for a strict mount compares
- * the original's stat, and opens objects/xx/<id> as the caller: the kernel
+ * the original's stat (an object store has no original: its slot alone
+ * decides), and opens objects/xx/<id> as the caller: the kernel
  * checks the permissions the daemon copied from the source. The mapping, the
  * descriptors and the mount flags are read under fx.gen (a sequence counter,
  * odd while a HELLO replaces them) and g.seq; a reader that sees either move

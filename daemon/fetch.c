@@ -151,16 +151,26 @@ static void mount_fetch_observed(struct mount *m, int64_t start_ns, int err)
 
 /* ---- the shared index ---- */
 
-/* NAS mounts: clients can check the original themselves and open the copy. */
-static bool fast_eligible(const struct mount *m)
+bool fetch_fast_eligible(const struct mount *m)
 {
-	return m->cfg->backend == CONFIG_BACKEND_POSIX;
+	const struct config_mount *cm = m->cfg;
+
+	/* NAS mounts: clients check the original themselves and open the copy */
+	if (cm->backend == CONFIG_BACKEND_POSIX)
+		return true;
+	/*
+	 * Object stores: no original to check, so only what is never checked
+	 * again (immutable), and only when anyone may read it: an allow list
+	 * needs the daemon to look at the caller.
+	 */
+	return cm->consistency == CONFIG_CONSISTENCY_IMMUTABLE && !cm->n_allow_uids &&
+	       !cm->n_allow_gids;
 }
 
 void fetch_publish(struct granaryd *d, struct object *o)
 {
 	/* a restricted path needs a check as the caller: clients must ask */
-	if (d->fx && o->verified && !o->v.restricted && fast_eligible(o->mount))
+	if (d->fx && o->verified && !o->v.restricted && fetch_fast_eligible(o->mount))
 		fastidx_put(d->fx, o, (uint32_t)(o->mount - d->mounts));
 }
 

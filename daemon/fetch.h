@@ -81,6 +81,13 @@ void fetch_trim(struct granaryd *d);
 /* Open a descriptor of the cached object @o for a reader, or -errno. */
 int fetch_open_cached(struct granaryd *d, struct object *o);
 
+/*
+ * May clients open @m's cached objects from the shared index, without asking?
+ * NAS mounts (the shim checks the original), and object-store mounts that
+ * are immutable and have no allow_uids/allow_gids.
+ */
+bool fetch_fast_eligible(const struct mount *m);
+
 /* Publish a cached object in the shared index when its mount allows. */
 void fetch_publish(struct granaryd *d, struct object *o);
 

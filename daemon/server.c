@@ -1194,11 +1194,12 @@ static void handle_hello(struct conn *c, struct parsed *p)
 
 		if (cm->backend == CONFIG_BACKEND_POSIX) {
 			flags |= PROTO_F_MOUNT_FAILOPEN;
-			if (ifd >= 0)
-				flags |= PROTO_F_MOUNT_FAST;
 			if (cm->consistency != CONFIG_CONSISTENCY_IMMUTABLE)
 				flags |= PROTO_F_MOUNT_STRICT;
 		}
+		/* an object-store mount has no original: the index entry alone decides */
+		if (ifd >= 0 && fetch_fast_eligible(&d->mounts[i]))
+			flags |= PROTO_F_MOUNT_FAST;
 		proto_put_str(b, PROTO_T_MOUNT, cm->path);
 		proto_put_u32(b, PROTO_T_BACKEND, (uint32_t)cm->backend);
 		proto_put_u32(b, PROTO_T_FLAGS, flags);

@@ -1,0 +1,201 @@
+"""The shim's fast path on object-store mounts: a tree behind real nginx,
+mounted over http three times. On the immutable mount with no allow list,
+cached objects are opened from the daemon's shared index: Python and cat
+read the source's bytes, the daemon counts one fast hit per read and no
+miss, nginx sees no request and the daemon almost none; fstat through the
+fast path shows what the socket path shows (the object's size, its
+Last-Modified, mode 0444, the same inode number). On a strict mount (the
+daemon checks each open against the server) and on an immutable mount with
+allow_uids (the daemon must look at the caller) every open still takes the
+socket: a listed uid reads, an unlisted one gets EACCES.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+from harness import DEBIAN_PYTHON, PRELOAD, check, make_tree, run
+from servers import Nginx
+
+BASE = "/granary-fastremote"
+LISTED_UID = 4242
+
+# Runs under LD_PRELOAD; prints one JSON object: per file its digest and the
+# fstat of the descriptor (or the errno name).
+READER = r'''
+import errno, hashlib, json, os, sys
+out = {}
+for f in sys.argv[1:]:
+    try:
+        fd = os.open(f, os.O_RDONLY)
+    except OSError as e:
+        out[f] = ["err", errno.errorcode[e.errno]]
+        continue
+    st = os.fstat(fd)
+    chunks = []
+    while True:
+        b = os.read(fd, 1 << 20)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(fd)
+    out[f] = ["ok", hashlib.sha256(b"".join(chunks)).hexdigest(),
+              [st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode]]
+print(json.dumps(out))
+'''
+
+
+def counters(d):
+    return d.status()["counters"]
+
+
+def delta(after, before, key):
+    return after[key] - before[key]
+
+
+def shim_env(d, **extra):
+    env = d.env(LD_PRELOAD=PRELOAD)
+    env.pop("GRANARY_FASTPATH", None)
+    env.pop("GRANARY_DEBUG", None)
+    env.update(extra)
+    return env
+
+
+def reader(d, files, env=None, prefix=()):
+    p = subprocess.run(list(prefix) + [DEBIAN_PYTHON, "-c", READER] + list(files),
+                       capture_output=True, text=True, timeout=300, env=env or shim_env(d))
+    check(p.returncode == 0, "reader through the shim failed:\n%s" % p.stderr[-2000:])
+    return json.loads(p.stdout)
+
+
+def wait_fast(d, before, want, timeout=10):
+    """Counters once fast_hits grew by @want (ACCESS reports are one-way)."""
+    import time
+    end = time.time() + timeout
+    while True:
+        c = counters(d)
+        if delta(c, before, "fast_hits") >= want or time.time() > end:
+            time.sleep(0.1)
+            return counters(d)
+        time.sleep(0.05)
+
+
+def main(wd):
+    os.chmod(wd.path, 0o755)  # other uids reach the socket
+    www = os.path.join(wd.path, "www")
+    rels = make_tree(www, 60, max_size=150 * 1024, seed=5, dirs=4)
+    rels.append("empty.bin")
+    open(os.path.join(www, "empty.bin"), "wb").close()
+    for dirpath, _, names in os.walk(www):
+        os.chmod(dirpath, 0o755)
+        for n in names:
+            os.chmod(os.path.join(dirpath, n), 0o644)
+    digest = {}
+    for rel in rels:
+        with open(os.path.join(www, rel), "rb") as f:
+            digest[rel] = hashlib.sha256(f.read()).hexdigest()
+
+    ng = Nginx(wd.path, www).start()
+    d = wd.daemon([
+        {"path": BASE + "/imm", "backend": "http", "url": ng.url, "consistency": "immutable"},
+        {"path": BASE + "/strict", "backend": "http", "url": ng.url, "consistency": "strict"},
+        {"path": BASE + "/allow", "backend": "http", "url": ng.url, "consistency": "immutable",
+         "allow_uids": [LISTED_UID]},
+    ], socket_mode="0666")
+    d.start()
+    try:
+        d.cli("warm", BASE + "/imm", BASE + "/strict", BASE + "/allow", "--quiet", check_rc=0)
+        c = counters(d)
+        check(c["fetches"] == 3 * len(rels), "warm fetched %d objects" % c["fetches"])
+        imm = [BASE + "/imm/" + r for r in rels]
+
+        # ---- immutable, no allow list: the fast path, no request anywhere ----
+        n_ng = len(ng.requests())
+        c0 = counters(d)
+        got = reader(d, imm)
+        for rel, path in zip(rels, imm):
+            check(got[path][0] == "ok" and got[path][1] == digest[rel],
+                  "%s through the fast path: %s" % (path, got[path][:2]))
+        c1 = wait_fast(d, c0, len(imm))
+        check(delta(c1, c0, "fast_hits") == len(imm),
+              "%d reads, the daemon counted %d fast hits" % (len(imm),
+                                                             delta(c1, c0, "fast_hits")))
+        check(delta(c1, c0, "hits") == len(imm) and delta(c1, c0, "misses") == 0,
+              "fast reads: %d hits, %d misses" % (delta(c1, c0, "hits"),
+                                                  delta(c1, c0, "misses")))
+        check(delta(c1, c0, "requests") < len(imm) // 4,
+              "%d requests for %d fast reads" % (delta(c1, c0, "requests"), len(imm)))
+        check(len(ng.requests()) == n_ng, "fast reads reached the server: %s" %
+              ng.requests()[n_ng:][:3])
+        print("immutable http mount: %d reads, %d fast hits, %d requests to the daemon"
+              % (len(imm), delta(c1, c0, "fast_hits"), delta(c1, c0, "requests")))
+
+        # cat, one process for all
+        c0 = counters(d)
+        p = subprocess.run(["cat"] + imm, capture_output=True, timeout=120, env=shim_env(d))
+        want = b"".join(open(os.path.join(www, r), "rb").read() for r in rels)
+        check(p.returncode == 0 and p.stdout == want, "cat through the fast path: rc %d, %r"
+              % (p.returncode, p.stderr[-300:]))
+        c1 = wait_fast(d, c0, len(imm))
+        check(delta(c1, c0, "fast_hits") == len(imm), "cat: %d fast hits for %d files"
+              % (delta(c1, c0, "fast_hits"), len(imm)))
+
+        # fstat: the same through the fast path as through the socket
+        sock = reader(d, imm, env=shim_env(d, GRANARY_FASTPATH="0"))
+        for rel, path in zip(rels, imm):
+            st = os.stat(os.path.join(www, rel))
+            fast_st, sock_st = got[path][2], sock[path][2]
+            check(fast_st == sock_st, "fstat of %s: fast path %s, socket %s" % (
+                path, fast_st, sock_st))
+            check(fast_st[0] == st.st_size and fast_st[3] == 0o100444 and
+                  fast_st[1] == int(st.st_mtime) * 10**9,
+                  "fstat of %s shows %s, the object is %d bytes of %d" % (
+                      path, fast_st, st.st_size, int(st.st_mtime)))
+
+        # ---- strict: every open asks the daemon (which asks the server) ----
+        strict = [BASE + "/strict/" + r for r in rels[:10]]
+        c0 = counters(d)
+        got = reader(d, strict)
+        for rel, path in zip(rels, strict):
+            check(got[path][:2] == ["ok", digest[rel]], "%s: %s" % (path, got[path][:2]))
+        c1 = counters(d)
+        check(delta(c1, c0, "fast_hits") == 0 and delta(c1, c0, "hits") == len(strict),
+              "strict mount: %d fast hits, %d hits for %d reads" % (
+                  delta(c1, c0, "fast_hits"), delta(c1, c0, "hits"), len(strict)))
+
+        # ---- allow_uids: the socket, the caller checked ----
+        allow = [BASE + "/allow/" + r for r in rels[:10]]
+        if os.geteuid() == 0:
+            listed = ["setpriv", "--reuid=%d" % LISTED_UID, "--regid=%d" % LISTED_UID,
+                      "--clear-groups"]
+            c0 = counters(d)
+            got = reader(d, allow, prefix=listed)
+            for rel, path in zip(rels, allow):
+                check(got[path][:2] == ["ok", digest[rel]], "listed uid, %s: %s" % (
+                    path, got[path][:2]))
+            c1 = counters(d)
+            check(delta(c1, c0, "fast_hits") == 0 and delta(c1, c0, "hits") == len(allow),
+                  "allow list: %d fast hits, %d hits for %d reads" % (
+                      delta(c1, c0, "fast_hits"), delta(c1, c0, "hits"), len(allow)))
+            nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            c0 = counters(d)
+            got = reader(d, allow, prefix=nobody)
+            for path in allow:
+                check(got[path] == ["err", "EACCES"], "unlisted uid, %s: %s" % (path,
+                                                                             got[path]))
+            c1 = counters(d)
+            check(delta(c1, c0, "fast_hits") == 0 and delta(c1, c0, "denied") >= len(allow),
+                  "unlisted uid: %d fast hits, %d denied" % (delta(c1, c0, "fast_hits"),
+                                                              delta(c1, c0, "denied")))
+            print("allow_uids mount: uid %d read %d objects through the socket, nobody "
+                  "refused" % (LISTED_UID, len(allow)))
+        else:
+            print("NOTE: not root: the allow_uids readers are skipped")
+    finally:
+        d.stop()
+        ng.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, "shim_fastpath_remote"))
