@@ -44,6 +44,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,7 @@ struct fabric_peer {
 	char inc[SHM_NAME_MAX]; /* shm: the name of its endpoint now, "" if unknown */
 	pid_t inc_pid;
 	int64_t asked_ns;
+	int stat_fd;	     /* shm: its /proc/PID/stat, or -1 */
 	unsigned n_detached; /* its detached operations not completed yet */
 	fi_addr_t addr;	     /* FI_ADDR_NOTAVAIL until inserted */
 	struct fop *q_head, *q_tail;
@@ -263,6 +265,34 @@ static bool pid_alive(pid_t pid)
 	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
+#define PF_EXITING_FLAG 0x4 /* the kernel's PF_EXITING, field 9 of /proc/PID/stat */
+
+/*
+ * Whether @p's endpoint process is alive and not exiting. A process killed
+ * while it holds its region's lock (it does while it copies a peer's write in)
+ * leaves that lock taken, and a post to it would spin for ever; kill(pid, 0)
+ * still answers for a process tearing itself down or not yet reaped, the
+ * exiting flag does not. One pread of its stat file, kept open.
+ */
+static bool peer_alive(struct fabric_peer *p)
+{
+	char buf[512], *s;
+	unsigned long flags;
+	ssize_t n;
+
+	if (p->stat_fd < 0)
+		return pid_alive(p->inc_pid);
+	n = pread(p->stat_fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	s = strrchr(buf, ')');
+	/* ") state ppid pgrp session tty_nr tpgid flags" */
+	if (!s || sscanf(s + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+		return pid_alive(p->inc_pid);
+	return !(flags & PF_EXITING_FLAG);
+}
+
 /* The pid in an shm endpoint name ADDRESS.PID.GEN, or 0. */
 static pid_t name_pid(const char *name)
 {
@@ -317,6 +347,9 @@ static void peer_forget(struct fabric *f, struct fabric_peer *p)
 	p->inc[0] = '\0';
 	p->inc_pid = 0;
 	p->asked_ns = 0;
+	if (p->stat_fd >= 0)
+		close(p->stat_fd);
+	p->stat_fd = -1;
 }
 
 /* The provider's form of destination @address (shm: an endpoint name). */
@@ -363,7 +396,7 @@ static int peer_resolve(struct fabric *f, struct fabric_peer *p)
 	int n;
 
 	if (f->shm) {
-		if (p->inc[0] && !pid_alive(p->inc_pid))
+		if (p->inc[0] && !peer_alive(p))
 			peer_forget(f, p);
 		if (!p->inc[0]) {
 			peer_ask(f, p);
@@ -479,6 +512,7 @@ int fabric_peer_add(struct fabric *f, const char *address)
 	p = &f->peers[f->n_peers];
 	memset(p, 0, sizeof(*p));
 	p->addr = FI_ADDR_NOTAVAIL;
+	p->stat_fd = -1;
 	if (f->shm) {
 		/* its endpoint's name comes from its doorbell; check the form only */
 		if (strlen(address) + 24 >= SHM_NAME_MAX || strchr(address, '/'))
@@ -561,6 +595,8 @@ static void bell_send(struct fabric *f, const struct sockaddr_un *to, socklen_t 
 static void bell_learn(struct fabric *f, const struct sockaddr_un *from, socklen_t len,
 		       const char *name)
 {
+	char path[64];
+
 	for (size_t i = 0; i < f->n_peers; i++) {
 		struct fabric_peer *p = &f->peers[i];
 		pid_t pid = name_pid(name);
@@ -575,6 +611,8 @@ static void bell_learn(struct fabric *f, const struct sockaddr_un *from, socklen
 		peer_forget(f, p);
 		snprintf(p->inc, sizeof(p->inc), "%s", name);
 		p->inc_pid = pid;
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		p->stat_fd = open(path, O_RDONLY | O_CLOEXEC);
 		peer_resolve(f, p);
 		return;
 	}
@@ -677,7 +715,7 @@ static ssize_t post(struct fabric *f, struct fop *op)
 
 	if (f->shm) {
 		/* never touch the region of a process that is gone (see DESIGN) */
-		if (p->inc[0] && !pid_alive(p->inc_pid))
+		if (p->inc[0] && !peer_alive(p))
 			return -FI_EHOSTUNREACH;
 		if (peer_resolve(f, p) < 0)
 			return -FI_EAGAIN;
@@ -898,7 +936,7 @@ void fabric_peer_reset(struct fabric *f, int peer)
 		event_active(f->ev_restart, EV_TIMEOUT, 0);
 	}
 	/* a dead life's entry goes; a live one (stalled, leaving) is kept */
-	if (p->inc[0] && !pid_alive(p->inc_pid))
+	if (p->inc[0] && !peer_alive(p))
 		peer_forget(f, p);
 }
 
@@ -1459,6 +1497,8 @@ void fabric_close(struct fabric *f)
 		}
 		free(p->address);
 		free(p->dest);
+		if (p->stat_fd >= 0)
+			close(p->stat_fd);
 	}
 	free(f->peers);
 	while (f->detached) {

@@ -6,9 +6,12 @@ tcp;ofi_rxm and over shm.
   object (rendezvous hashing) fetches it, the others get it from the owner.
   Under `partition` only the owner keeps a copy; under `replicate` the reader
   keeps one too.
-- One node killed with SIGKILL in the middle of an epoch: the reads on the
-  others complete with correct bytes (they fall back to the backend), and the
-  node rejoins when it is restarted and serves its cache again.
+- One node killed with SIGKILL in the middle of an epoch, over both
+  transports: first an owner serving a reader, then a reader that others are
+  writing into. The reads on the others complete with correct bytes (they fall
+  back to the backend), the survivors go on serving each other (a second
+  epoch on them makes no backend request), and the node rejoins when it is
+  restarted and serves its cache again.
 - A node with a wrong rack secret is refused, logged, and gets nothing from
   the others: every object it reads comes from the backend.
 """
@@ -231,9 +234,63 @@ def scenario_share(wd, provider, tag, host="127.0.0.1"):
 
 # ---- scenario 2: a node killed mid-epoch, then back ----
 
-def scenario_kill(wd, provider, tag, rejoin=True):
+def node_about(rack, i, name):
+    return [n for n in rack.rack_status(i)["nodes"] if n["name"] == name][0]
+
+
+def read_and_kill(reader_node, victim, paths):
+    """Read @paths through the shim on @reader_node; SIGKILL @victim a third
+    of the way through. Returns the lines read and how many came before."""
+    reader = subprocess.Popen([DEBIAN_PYTHON, "-c", READER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=reader_node.env(LD_PRELOAD=PRELOAD))
+    reader.stdin.write(json.dumps(paths) + "\n")
+    reader.stdin.flush()
+    lines = []
+    while len(lines) < len(paths) // 3:
+        line = reader.stdout.readline()
+        check(line, "reader ended early: %s" % reader.stderr.read()[-2000:])
+        lines.append(line.strip())
+    victim.kill9()
+    killed_at = len(lines)
+    lines += [line.strip() for line in reader.stdout]
+    err = reader.stderr.read()
+    check(reader.wait(300) == 0, "reader failed:\n%s" % err[-3000:])
+    return {x[0]: (x[1], x[2]) for x in map(json.loads, lines)}, killed_at
+
+
+def survivors_exchange(rack, ng, paths, root, what):
+    """node1 and node2 alone: node1 reads everything (node3's share comes
+    from the backend or from whichever survivor owns it now), then node2 reads
+    everything and the backend sees no request at all: every object came from
+    node2's cache or from node1, so the survivors still serve each other."""
+    check_bytes(read_through_shim(rack.daemons[0], paths), root, "/data/k/",
+                [p[len("/data/k/"):] for p in paths], "node1 " + what)
+    gets = sum(gets_per_uri(ng).values())
+    fetched = node_about(rack, 1, "node1")["fetched"]
+    check_bytes(read_through_shim(rack.daemons[1], paths), root, "/data/k/",
+                [p[len("/data/k/"):] for p in paths], "node2 " + what)
+    check(sum(gets_per_uri(ng).values()) == gets,
+          "node2 %s: %d objects from the backend, want none (node1 holds the rest)" %
+          (what, sum(gets_per_uri(ng).values()) - gets))
+    n1 = node_about(rack, 1, "node1")
+    check(n1["up"] and n1["fetched"] > fetched,
+          "node2 %s: nothing fetched from node1: %s" % (what, n1))
+
+
+def scenario_kill(wd, provider, tag):
     root = os.path.join(wd.path, "www" + tag)
     rels = make_tree(os.path.join(root, "d"), 600, 1, 192 * 1024, dirs=8, seed=21)
+    droot = os.path.join(root, "d")
+    # objects of many chunks, so that writes are in flight when a reader dies
+    rnd = random.Random(22)
+    os.makedirs(os.path.join(droot, "big"), exist_ok=True)
+    bigs = []
+    for i in range(12):
+        with open(os.path.join(droot, "big/%02d.bin" % i), "wb") as f:
+            f.write(rnd.randbytes(6 * 1024 * 1024 + i))
+        bigs.append("big/%02d.bin" % i)
+    rels += bigs
     ng = Nginx(wd.path, root, name="nginx" + tag).start()
     try:
         mounts = [{"path": "/data/k", "backend": "http", "url": ng.url + "d/",
@@ -243,68 +300,59 @@ def scenario_kill(wd, provider, tag, rejoin=True):
         rack.wait_live(3)
         paths = ["/data/k/" + r for r in rels]
         # warm the rack: node1 reads everything, so every owner holds its share
-        check_bytes(read_through_shim(rack.daemons[0], paths), os.path.join(root, "d"),
-                    "/data/k/", rels, "node1 warm-up")
+        check_bytes(read_through_shim(rack.daemons[0], paths), droot, "/data/k/", rels,
+                    "node1 warm-up")
 
-        # node2 reads; node3 dies a third of the way through
+        # 1. an owner dies: node2 reads; node3 (serving it) dies a third of the way
         d2, d3 = rack.daemons[1], rack.daemons[2]
-        reader = subprocess.Popen([DEBIAN_PYTHON, "-c", READER], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=d2.env(LD_PRELOAD=PRELOAD))
-        reader.stdin.write(json.dumps(paths) + "\n")
-        reader.stdin.flush()
-        lines = []
-        while len(lines) < len(paths) // 3:
-            line = reader.stdout.readline()
-            check(line, "reader on node2 ended early: %s" % reader.stderr.read()[-2000:])
-            lines.append(line.strip())
-        d3.kill9()
-        killed_at = len(lines)
-        lines += [line.strip() for line in reader.stdout]
-        err = reader.stderr.read()
-        check(reader.wait(300) == 0, "reader on node2 failed:\n%s" % err[-3000:])
-        got = {x[0]: (x[1], x[2]) for x in map(json.loads, lines)}
-        check_bytes(got, os.path.join(root, "d"), "/data/k/", rels, "node2 with node3 killed")
-        if not rejoin:
-            # libfabric 1.17's shm: a peer killed in the middle of a transfer
-            # can leave the survivors' queues waiting on it for good (see
-            # docs/rack.md). Reads go on from the backend; the daemons live.
-            check_bytes(read_through_shim(rack.daemons[0], paths), os.path.join(root, "d"),
-                        "/data/k/", rels, "node1 with node3 killed")
-            check(rack.daemons[0].alive() and d2.alive(), "a survivor died")
-            print("kill (%s): node3 killed after %d of %d reads; reads completed" %
-                  (provider, killed_at, len(paths)))
-            rack.stop()
-            # a killed process leaves its shm region behind; it is not coming back
-            region = "/dev/shm/" + rack.nodes[2]["address"]
-            if os.path.exists(region):
-                os.unlink(region)
-            return
+        got, killed_at = read_and_kill(d2, d3, paths)
+        check_bytes(got, droot, "/data/k/", rels, "node2 with node3 killed")
         rack.wait_live(2, which=[0, 1])
-        st = rack.rack_status(1)
-        n3 = [n for n in st["nodes"] if n["name"] == "node3"][0]
+        n3 = node_about(rack, 1, "node3")
         check(not n3["up"] and n3["downs"] >= 1, "node2 about node3 after the kill: %s" % n3)
         check("peer down name=node3" in d2.logtext(), "node2 did not log node3 down")
-
-        # node1 reads while node3 is away: its share comes from the backend now
-        check_bytes(read_through_shim(rack.daemons[0], paths), os.path.join(root, "d"),
-                    "/data/k/", rels, "node1 with node3 down")
+        survivors_exchange(rack, ng, paths, droot, "with node3 killed")
 
         # node3 returns with its cache and is used again
         d3.start()
         rack.wait_live(3)
         served_before = {n["name"]: n["served"] for n in rack.rack_status(2)["nodes"]}
         gets_before = sum(gets_per_uri(ng).values())
-        check_bytes(read_through_shim(rack.daemons[0], paths), os.path.join(root, "d"),
-                    "/data/k/", rels, "node1 after node3 rejoined")
+        check_bytes(read_through_shim(rack.daemons[0], paths), droot, "/data/k/", rels,
+                    "node1 after node3 rejoined")
         served_after = {n["name"]: n["served"] for n in rack.rack_status(2)["nodes"]}
         check(served_after["node1"] > served_before["node1"],
               "node3 served nothing after rejoining: %s -> %s" % (served_before, served_after))
         check(sum(gets_per_uri(ng).values()) == gets_before,
               "after the rejoin a warm epoch went to the backend (%d GETs)" %
               (sum(gets_per_uri(ng).values()) - gets_before))
-        print("kill (%s): node3 killed after %d of %d reads; rejoined" %
-              (provider, killed_at, len(paths)))
+
+        # 2. a reader dies: node3 reads the large objects (node1 and node2 write
+        # them into it) and is killed a third of the way, in the middle of one;
+        # the writers must not be left waiting on it
+        reader = subprocess.Popen([DEBIAN_PYTHON, "-c", READER], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=d3.env(LD_PRELOAD=PRELOAD))
+        reader.stdin.write(json.dumps(["/data/k/" + r for r in bigs]) + "\n")
+        reader.stdin.flush()
+        for _ in range(len(bigs) // 3):
+            check(reader.stdout.readline(), "reader on node3 ended early")
+        time.sleep(0.01)
+        d3.kill9()
+        reader.kill()
+        reader.wait()
+        rack.wait_live(2, which=[0, 1])
+        survivors_exchange(rack, ng, paths, droot, "with reader node3 killed")
+        d3.start()
+        rack.wait_live(3)
+        check_bytes(read_through_shim(d3, paths), droot, "/data/k/", rels,
+                    "node3 after its second restart")
+        replaced = [i + 1 for i in range(2) if "rack endpoint replaced" in
+                    rack.daemons[i].logtext()]
+        print("kill (%s): owner node3 killed after %d of %d reads; survivors served each "
+              "other; rejoined; reader node3 killed; survivors served each other; rejoined"
+              "%s" % (provider, killed_at, len(paths),
+                      "; endpoint replaced on node%s" % replaced if replaced else ""))
         rack.stop()
     finally:
         ng.stop()
@@ -380,7 +428,7 @@ def main(wd):
         ("share over tcp", lambda: scenario_share(wd, "tcp;ofi_rxm", "-tcp")),
         ("share over shm", lambda: scenario_share(wd, "shm", "-shm")),
         ("kill over tcp", lambda: scenario_kill(wd, "tcp;ofi_rxm", "-ktcp")),
-        ("kill over shm", lambda: scenario_kill(wd, "shm", "-kshm", rejoin=False)),
+        ("kill over shm", lambda: scenario_kill(wd, "shm", "-kshm")),
         ("wrong secret", lambda: scenario_wrong_secret(wd, "tcp;ofi_rxm", "-sec")),
         ("loose secret", lambda: scenario_loose_secret(wd)),
     ]
