@@ -114,6 +114,19 @@ bool fetch_fresh(struct granaryd *d, const struct object *o)
 	return o->state == OBJ_CACHED && !needs_validation(d, o);
 }
 
+/*
+ * A read by another node (peer.c) counts for the object only once per epoch:
+ * several nodes reading it in one epoch is not a repeat revealing the next
+ * epoch, which only this node's own readers (or an explicit advance) tell.
+ */
+static bool peer_read_counted(struct granaryd *d, const struct object *o)
+{
+	struct policy_dataset_stats st;
+
+	policy_dataset_stats(d->policy, o->pe.dataset, &st);
+	return o->pe.last_epoch >= st.epoch;
+}
+
 static void record_hit(struct granaryd *d, struct object *o, struct fetch_waiter *w)
 {
 	if (!w->foreground)
@@ -121,7 +134,7 @@ static void record_hit(struct granaryd *d, struct object *o, struct fetch_waiter
 	d->c.hits++;
 	o->mount->hits++;
 	o->last_access = granaryd_realtime_s();
-	if (o->in_policy)
+	if (o->in_policy && !(w->peer && peer_read_counted(d, o)))
 		policy_access(d->policy, &o->pe);
 }
 

@@ -52,6 +52,7 @@ struct fetch_waiter {
 	fetch_done_fn done;
 	const struct caller *who; /* NULL: no check (warms by the daemon itself) */
 	bool foreground;	  /* a process waits on it (counts as a read) */
+	bool peer;		  /* asked by another node: see record_hit() */
 	bool want_fd;		  /* a direct miss must produce a descriptor */
 	uint64_t size;		  /* set before done(): the object's size */
 };

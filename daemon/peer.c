@@ -1315,6 +1315,7 @@ static void on_get(struct peer *p, struct node *n, const struct m_get *m, size_t
 	ps->w.done = push_fetched;
 	ps->w.who = NULL; /* the requester checked its caller; peers are trusted */
 	ps->w.foreground = true;
+	ps->w.peer = true; /* once per epoch in the policy: see fetch.c */
 	ps->w.want_fd = true;
 	ps->fetching = true;
 	/*
