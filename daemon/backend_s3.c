@@ -425,7 +425,8 @@ static void list_answer(struct remote_op *op, struct s3_list_state *st, bool tru
 		free(tok);
 		return;
 	}
-	qsort(all, n, sizeof(*all), cmp_dirent);
+	if (n) /* all is NULL for an empty listing */
+		qsort(all, n, sizeof(*all), cmp_dirent);
 	call->n_ents = n < call->max_ents ? n : call->max_ents;
 	if (call->n_ents)
 		memcpy(call->ents, all, call->n_ents * sizeof(*all));
