@@ -59,7 +59,6 @@ struct vdir {
 	size_t pos; /* next entry readdir returns */
 	struct preload_srcstat st;
 	struct preload_dirlist list;
-	struct dirent64 ent; /* what readdir returned last */
 	char abs[PROTO_PATH_MAX + 1];
 };
 
@@ -557,10 +556,9 @@ static struct dirent64 *vdir_read(struct vdir *d)
 		if (rc < 0)
 			break;
 	}
-	if (rc >= 0 && preload_dirlist_get(&d->list, d->pos, &d->ent)) {
+	/* valid until closedir, as threads sharing a stream expect of glibc's */
+	if (rc >= 0 && (de = preload_dirlist_at(&d->list, d->pos)))
 		d->pos++;
-		de = &d->ent;
-	}
 	pthread_mutex_unlock(&d->lock);
 	errno = rc < 0 ? -rc : saved; /* the end of the listing leaves errno alone */
 	return de;

@@ -30,39 +30,57 @@ uint64_t preload_path_hash(const char *s)
 	return fnv_end(fnv_more(FNV_BASIS, s, strlen(s)));
 }
 
+#define CHUNK_SIZE 65536
+
 /* Append one entry. Returns 0 or -ENOMEM. */
 static int push(struct preload_dirlist *l, const char *name, size_t len, uint8_t type, uint64_t ino)
 {
+	struct preload_dirlist_chunk *c = l->chunks;
+	size_t reclen = (offsetof(struct dirent64, d_name) + len + 1 + 7) & ~(size_t)7;
+	struct dirent64 *de;
+
 	if (l->n == l->cap) {
 		size_t ncap = l->cap ? l->cap * 2 : 64;
-		struct preload_dirlist_ent *ne = realloc(l->ents, ncap * sizeof(*ne));
+		struct dirent64 **ne = realloc(l->ents, ncap * sizeof(*ne));
 
 		if (!ne)
 			return -ENOMEM;
 		l->ents = ne;
 		l->cap = ncap;
 	}
-	if (l->names_len + len + 1 > l->names_cap) {
-		size_t ncap = l->names_cap ? l->names_cap * 2 : 1024;
-		char *nn;
-
-		while (ncap < l->names_len + len + 1)
-			ncap *= 2;
-		nn = realloc(l->names, ncap);
-		if (!nn)
+	/* room for a whole struct after each record: callers copy sizeof(*de) */
+	if (!c || c->used + reclen + sizeof(struct dirent64) > CHUNK_SIZE) {
+		c = calloc(1, sizeof(*c) + CHUNK_SIZE);
+		if (!c)
 			return -ENOMEM;
-		l->names = nn;
-		l->names_cap = ncap;
+		c->next = l->chunks;
+		l->chunks = c;
 	}
-	memcpy(l->names + l->names_len, name, len);
-	l->names[l->names_len + len] = '\0';
-	l->ents[l->n].ino = ino;
-	l->ents[l->n].name_off = (uint32_t)l->names_len;
-	l->ents[l->n].name_len = (uint16_t)len;
-	l->ents[l->n].type = type;
-	l->names_len += len + 1;
-	l->n++;
+	de = (struct dirent64 *)(c->data + c->used);
+	de->d_ino = ino;
+	de->d_off = (int64_t)l->n + 1;
+	de->d_reclen = (unsigned short)reclen;
+	de->d_type = type;
+	memcpy(de->d_name, name, len);
+	de->d_name[len] = '\0';
+	c->used += reclen;
+	l->ents[l->n++] = de;
 	return 0;
+}
+
+/* Forget the entries from position @n on (they are the newest). */
+static void truncate_to(struct preload_dirlist *l, size_t n)
+{
+	while (l->n > n) {
+		struct preload_dirlist_chunk *c = l->chunks;
+
+		l->n--;
+		c->used = (size_t)((unsigned char *)l->ents[l->n] - c->data);
+		if (!c->used && c->next) {
+			l->chunks = c->next;
+			free(c);
+		}
+	}
 }
 
 int preload_dirlist_init(struct preload_dirlist *l, const char *dir)
@@ -88,8 +106,13 @@ int preload_dirlist_init(struct preload_dirlist *l, const char *dir)
 
 void preload_dirlist_fini(struct preload_dirlist *l)
 {
+	while (l->chunks) {
+		struct preload_dirlist_chunk *c = l->chunks;
+
+		l->chunks = c->next;
+		free(c);
+	}
 	free(l->ents);
-	free(l->names);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -119,12 +142,12 @@ static bool name_ok(const struct proto_item *it)
 /* Whether @it names the entry appended last (not "." or ".."). */
 static bool same_as_last(const struct preload_dirlist *l, const struct proto_item *it)
 {
-	const struct preload_dirlist_ent *e;
+	const struct dirent64 *e;
 
 	if (l->n <= 2)
 		return false;
-	e = &l->ents[l->n - 1];
-	return e->name_len == it->len && !memcmp(l->names + e->name_off, it->val, it->len);
+	e = l->ents[l->n - 1];
+	return strlen(e->d_name) == it->len && !memcmp(e->d_name, it->val, it->len);
 }
 
 int preload_dirlist_add_reply(struct preload_dirlist *l, const void *msg, size_t len)
@@ -132,7 +155,7 @@ int preload_dirlist_add_reply(struct preload_dirlist *l, const void *msg, size_t
 	struct proto_iter it;
 	struct proto_item item, name = {0};
 	char cookie[PROTO_NAME_MAX + 1] = "";
-	size_t n0 = l->n, names0 = l->names_len;
+	size_t n0 = l->n;
 	bool have_name = false, have_cookie = false;
 	int rc;
 
@@ -177,24 +200,11 @@ int preload_dirlist_add_reply(struct preload_dirlist *l, const void *msg, size_t
 bad:
 	rc = -EBADMSG;
 undo:
-	l->n = n0;
-	l->names_len = names0;
+	truncate_to(l, n0);
 	return rc;
 }
 
-bool preload_dirlist_get(const struct preload_dirlist *l, size_t pos, struct dirent64 *de)
+struct dirent64 *preload_dirlist_at(const struct preload_dirlist *l, size_t pos)
 {
-	const struct preload_dirlist_ent *e;
-	size_t reclen;
-
-	if (pos >= l->n)
-		return false;
-	e = &l->ents[pos];
-	de->d_ino = e->ino;
-	de->d_off = (int64_t)pos + 1; /* telldir after this entry */
-	de->d_type = e->type;
-	memcpy(de->d_name, l->names + e->name_off, (size_t)e->name_len + 1);
-	reclen = offsetof(struct dirent64, d_name) + e->name_len + 1;
-	de->d_reclen = (unsigned short)((reclen + 7) & ~(size_t)7);
-	return true;
+	return pos < l->n ? l->ents[pos] : NULL;
 }

@@ -17,24 +17,24 @@
 
 #include "proto.h"
 
-struct preload_dirlist_ent {
-	uint64_t ino;
-	uint32_t name_off; /* in names */
-	uint16_t name_len;
-	uint8_t type; /* DT_DIR, DT_REG, DT_UNKNOWN */
+/* Records are packed in chunks that never move, as in glibc's DIR buffer. */
+struct preload_dirlist_chunk {
+	struct preload_dirlist_chunk *next;
+	size_t used;
+	_Alignas(8) unsigned char data[];
 };
 
 /*
  * The entries read so far, "." and ".." first, then the daemon's in its
- * order. cookie is where the next LIST page starts; more is false once the
- * daemon sent a page without one.
+ * order, as struct dirent64 records of d_reclen bytes (d_off is the position
+ * after the entry: telldir's answer). cookie is where the next LIST page
+ * starts; more is false once the daemon sent a page without one.
  */
 struct preload_dirlist {
-	struct preload_dirlist_ent *ents;
+	struct dirent64 **ents; /* by position, into the chunks */
 	size_t n, cap;
-	char *names; /* NUL-terminated names, back to back */
-	size_t names_len, names_cap;
-	uint64_t dir_hash; /* FNV-1a state after the directory's path */
+	struct preload_dirlist_chunk *chunks; /* the newest first */
+	uint64_t dir_hash;		      /* FNV-1a state after the directory's path */
 	bool more;
 	char cookie[PROTO_NAME_MAX + 1];
 };
@@ -65,9 +65,9 @@ void preload_dirlist_fini(struct preload_dirlist *l);
 int preload_dirlist_add_reply(struct preload_dirlist *l, const void *msg, size_t len);
 
 /*
- * Fill @de (a struct dirent64, which on this ABI is struct dirent) with the
- * entry at @pos. Returns false past the entries read so far.
+ * The entry at @pos (a struct dirent64, which on this ABI is struct dirent),
+ * valid until preload_dirlist_fini(); NULL past the entries read so far.
  */
-bool preload_dirlist_get(const struct preload_dirlist *l, size_t pos, struct dirent64 *de);
+struct dirent64 *preload_dirlist_at(const struct preload_dirlist *l, size_t pos);
 
 #endif

@@ -7,11 +7,14 @@ one is ENOENT, a file opened as a directory ENOTDIR; 2,500 keys in one prefix
 (many LIST pages) come back complete without duplicates; a torchvision
 ImageFolder + DataLoader(num_workers=2) epoch over the S3 mount finds the
 same classes and samples as over the local tree, with the same bytes and the
-same decoded pixels; with the daemon gone a listing is EIO."""
+same decoded pixels. The C calls (readdir_r, telldir/seekdir, dirfd,
+scandir) are checked through ctypes, with threads sharing one stream and a
+fork in the middle of a listing; with the daemon gone a listing is EIO."""
 import json
 import os
 import random
 import subprocess
+import time
 
 from harness import DEBIAN_PYTHON, PRELOAD, Skip, check, run
 from servers import S3_KEY, S3_SECRET, Nginx, S3Client, S3rver
@@ -126,6 +129,179 @@ for batch in dl:
         assert path not in seen, "sample %s twice" % path
         seen[path] = [raw, pixels, label]
 json.dump({"classes": ds.classes, "n": len(ds), "seen": seen}, open(out, "w"), sort_keys=True)
+'''
+
+# The C calls themselves (ctypes finds the shim's definitions first), threads
+# sharing one stream, a fork in the middle of a listing, and the daemon gone.
+API = r'''
+import ctypes, errno, json, os, stat, sys, threading, time
+
+root, local, gate, out = sys.argv[1:5]
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Dirent(ctypes.Structure):
+    _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
+                ("d_reclen", ctypes.c_ushort), ("d_type", ctypes.c_ubyte),
+                ("d_name", ctypes.c_char * 256)]
+
+
+P = ctypes.POINTER(Dirent)
+vp = ctypes.c_void_p
+for name, res, args in (("opendir", vp, [ctypes.c_char_p]), ("fdopendir", vp, [ctypes.c_int]),
+                        ("readdir", P, [vp]), ("readdir64", P, [vp]),
+                        ("readdir_r", ctypes.c_int, [vp, P, ctypes.POINTER(P)]),
+                        ("telldir", ctypes.c_long, [vp]), ("seekdir", None, [vp, ctypes.c_long]),
+                        ("rewinddir", None, [vp]), ("closedir", ctypes.c_int, [vp]),
+                        ("dirfd", ctypes.c_int, [vp]), ("free", None, [vp]),
+                        ("scandir", ctypes.c_int, [ctypes.c_char_p,
+                                                   ctypes.POINTER(ctypes.POINTER(P)), vp, vp])):
+    f = getattr(libc, name)
+    f.restype, f.argtypes = res, args
+DT_DIR, DT_REG = 4, 8
+res = {}
+
+
+def opendir(path):
+    ctypes.set_errno(0)
+    d = libc.opendir(path.encode())
+    return d, ctypes.get_errno()
+
+
+def read_all(d, fn=libc.readdir64, limit=None):
+    names = []
+    while limit is None or len(names) < limit:
+        ctypes.set_errno(0)
+        e = fn(d)
+        if not e:
+            err = ctypes.get_errno()
+            if err:
+                return names, err
+            break
+        names.append((e.contents.d_name.decode(), e.contents.d_type, e.contents.d_ino))
+    return names, 0
+
+
+top = os.path.join(root, "train", "class1")
+d, err = opendir(top)
+assert d, "opendir %s: errno %d" % (top, err)
+ents, err = read_all(d, libc.readdir)
+res["readdir"] = sorted((n, t) for n, t, ino in ents)
+res["ino_nonzero"] = all(ino for _, _, ino in ents)
+# telldir/seekdir/rewinddir
+libc.rewinddir(d)
+read_all(d, limit=5)
+pos = libc.telldir(d)
+after = read_all(d, limit=3)[0]
+libc.seekdir(d, pos)
+res["seekdir"] = read_all(d, limit=3)[0] == after
+libc.rewinddir(d)
+res["rewinddir"] = read_all(d)[0] == ents
+# dirfd: a descriptor that stats as this directory and lists it
+fd = libc.dirfd(d)
+res["dirfd"] = [fd >= 0 and stat.S_ISDIR(os.fstat(fd).st_mode),
+                sorted(os.listdir(fd)) == sorted(n for n, _, _ in ents if n not in (".", ".."))]
+res["closedir"] = libc.closedir(d)
+# readdir_r
+d, _ = opendir(top)
+entry, result, names = Dirent(), P(), []
+while libc.readdir_r(d, ctypes.byref(entry), ctypes.byref(result)) == 0 and result:
+    names.append(entry.d_name.decode())
+libc.closedir(d)
+res["readdir_r"] = sorted(names) == sorted(n for n, _, _ in ents)
+# scandir, sorted by alphasort
+nl = ctypes.POINTER(P)()
+n = libc.scandir(top.encode(), ctypes.byref(nl), None,
+                 ctypes.cast(libc.alphasort, ctypes.c_void_p).value)
+res["scandir"] = [nl[i].contents.d_name.decode() for i in range(n)]
+for i in range(n):
+    libc.free(ctypes.cast(nl[i], vp))
+libc.free(ctypes.cast(nl, vp))
+# errors
+res["opendir_missing"] = errno.errorcode.get(opendir(os.path.join(root, "nope"))[1])
+res["opendir_file"] = errno.errorcode.get(opendir(os.path.join(top, "img000.png"))[1])
+# a real directory still goes to libc
+d, _ = opendir(local)
+res["real"] = sorted(n for n, _, _ in read_all(d)[0]) == sorted(os.listdir(local) + [".", ".."])
+libc.closedir(d)
+
+# four threads reading one stream of 2,500 keys: each entry once
+many = os.path.join(root, "many")
+d, _ = opendir(many)
+got, lock = [], threading.Lock()
+
+
+def share():
+    while True:
+        e = libc.readdir64(d)
+        if not e:
+            return
+        name = e.contents.d_name.decode()
+        with lock:
+            got.append(name)
+
+
+ts = [threading.Thread(target=share) for _ in range(4)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+libc.closedir(d)
+res["shared_stream"] = [len(got), len(set(got))]
+
+# eight threads listing different directories at once
+lists, errs = {}, []
+
+
+def lister(path):
+    try:
+        for _ in range(5):
+            lists.setdefault(path, set()).add(tuple(sorted(os.listdir(path))))
+    except OSError as e:
+        errs.append(str(e))
+
+
+dirs = [os.path.join(root, "train", "class%d" % c) for c in range(3)] + [many] + \
+    [os.path.join(root, p) for p in ("meta", "train", "", "train/class1/nested")]
+ts = [threading.Thread(target=lister, args=(p,)) for p in dirs]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+res["threads"] = [errs, {os.path.relpath(p, root): [len(v), len(next(iter(v)))]
+                         for p, v in lists.items()}]
+
+# a fork with a listing half read: parent and child each read the rest
+d, _ = opendir(many)
+first = read_all(d, limit=100)[0]
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    rest, err = read_all(d)
+    fresh = len(os.listdir(many))
+    os.write(w, json.dumps([len(rest), err, fresh]).encode())
+    os._exit(0)
+os.close(w)
+rest, err = read_all(d)
+child = json.loads(os.read(r, 4096))
+os.waitpid(pid, 0)
+res["fork"] = [len(first), len(rest), err, child]
+# keep this stream open, not read past its first page, over the daemon's end
+d, _ = opendir(many)
+read_all(d, limit=10)
+
+# the daemon goes away: no original to fall open to, so EIO
+open(gate, "w").close()
+while os.path.exists(gate):
+    time.sleep(0.01)
+res["down_opendir"] = errno.errorcode.get(opendir(os.path.join(root, "meta"))[1])
+res["down_readdir"] = errno.errorcode.get(read_all(d)[1])
+try:
+    os.listdir(os.path.join(root, "train"))
+    res["down_listdir"] = "ok"
+except OSError as e:
+    res["down_listdir"] = errno.errorcode.get(e.errno)
+json.dump(res, open(out, "w"), sort_keys=True)
 '''
 
 
@@ -265,18 +441,58 @@ def run_all(wd, s3, ng, local, objs):
                   "%s: bytes differ from the source" % key)
         st = d.status()["counters"]
         check(st["fetches"] >= 120, "the epoch did not read through granary: %s" % st)
+
+        api_checks(wd, d, local, env)
     finally:
         d.stop()
 
-    # ---- the daemon gone: a listing of an object store is EIO ----
-    p = subprocess.run([DEBIAN_PYTHON, "-c", "import os, sys\n"
-                        "try:\n    os.listdir(sys.argv[1])\nexcept OSError as e:\n"
-                        "    print(e.errno)\nelse:\n    print('listed')",
-                        S3_MOUNT + "/train"], env=env, capture_output=True, text=True,
-                       timeout=120)
-    # the shim has no mount table without a daemon: the path is just absent
-    check(p.stdout.strip() in ("5", "2"), "listing with the daemon gone: %r %r" % (
-        p.stdout, p.stderr[-500:]))
+
+def api_checks(wd, d, local, env):
+    script = os.path.join(wd.path, "api.py")
+    with open(script, "w") as f:
+        f.write(API)
+    gate = os.path.join(wd.path, "gate")
+    out = os.path.join(wd.path, "api.json")
+    p = subprocess.Popen([DEBIAN_PYTHON, script, S3_MOUNT, local, gate, out], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.time() + 240
+    while not os.path.exists(gate) and p.poll() is None and time.time() < end:
+        time.sleep(0.01)
+    if not os.path.exists(gate):
+        p.kill()
+        check(False, "the API script never got to the daemon's end: %s" % (
+            p.communicate(timeout=60)[1][-3000:]))
+    d.stop()
+    os.unlink(gate)
+    _, err = p.communicate(timeout=120)
+    check(p.returncode == 0, "API script exited %d:\n%s" % (p.returncode, err[-3000:]))
+    res = json.load(open(out))
+
+    class1 = os.path.join(local, "train", "class1")
+    want = sorted([(".", 4), ("..", 4)] + [(n, 4 if os.path.isdir(os.path.join(class1, n)) else 8)
+                                           for n in os.listdir(class1)])
+    check([tuple(e) for e in res["readdir"]] == want, "readdir: %s\nexpected %s" % (
+        res["readdir"], want))
+    for k in ("ino_nonzero", "seekdir", "rewinddir", "readdir_r", "real"):
+        check(res[k] is True, "%s: %s" % (k, res[k]))
+    check(res["dirfd"] == [True, True] and res["closedir"] == 0, "dirfd/closedir: %s %s" % (
+        res["dirfd"], res["closedir"]))
+    check(res["scandir"] == sorted(n for n, _ in want), "scandir: %s" % res["scandir"])
+    check(res["opendir_missing"] == "ENOENT" and res["opendir_file"] == "ENOTDIR",
+          "opendir errors: %s %s" % (res["opendir_missing"], res["opendir_file"]))
+    check(res["shared_stream"] == [MANY + 2, MANY + 2], "4 threads on one stream of %d: %s" % (
+        MANY + 2, res["shared_stream"]))
+    errs, lists = res["threads"]
+    check(not errs, "threads listing at once: %s" % errs)
+    for rel, (variants, n) in lists.items():
+        check(variants == 1, "threads: %s listed %d different ways" % (rel, variants))
+        want_n = len(os.listdir(os.path.join(local, rel)))
+        check(n == want_n, "threads: %s has %d entries, expected %d" % (rel, n, want_n))
+    check(res["fork"] == [100, MANY + 2 - 100, 0, [MANY + 2 - 100, 0, MANY]],
+          "a listing across fork: %s" % res["fork"])
+    check(res["down_opendir"] == "EIO" and res["down_readdir"] == "EIO" and
+          res["down_listdir"] == "EIO", "daemon gone: opendir %s, readdir %s, listdir %s" % (
+              res["down_opendir"], res["down_readdir"], res["down_listdir"]))
 
 
 run(main, "shim_objectstore")

@@ -54,21 +54,22 @@ static size_t body_len(const struct proto_buf *b)
 static void expect(const struct preload_dirlist *l, size_t pos, const char *name,
 		   unsigned char type)
 {
-	struct dirent64 de;
+	const struct dirent64 *de = preload_dirlist_at(l, pos);
 
-	assert_true(preload_dirlist_get(l, pos, &de));
-	assert_string_equal(de.d_name, name);
-	assert_int_equal(de.d_type, type);
-	assert_int_equal(de.d_off, (int64_t)pos + 1);
-	assert_true(de.d_ino != 0);
-	assert_true(de.d_reclen >= offsetof(struct dirent64, d_name) + strlen(name) + 1);
-	assert_int_equal(de.d_reclen % 8, 0);
+	assert_non_null(de);
+	assert_string_equal(de->d_name, name);
+	assert_int_equal(de->d_type, type);
+	assert_int_equal(de->d_off, (int64_t)pos + 1);
+	assert_true(de->d_ino != 0);
+	assert_true(de->d_reclen >= offsetof(struct dirent64, d_name) + strlen(name) + 1);
+	assert_int_equal(de->d_reclen % 8, 0);
+	assert_int_equal((uintptr_t)de % 8, 0);
 }
 
 static void test_dots(void **state)
 {
 	struct preload_dirlist l;
-	struct dirent64 de;
+	const struct dirent64 *de;
 
 	(void)state;
 	assert_int_equal(preload_dirlist_init(&l, "/mnt/s3/train"), 0);
@@ -76,21 +77,21 @@ static void test_dots(void **state)
 	assert_int_equal(l.n, 2);
 	expect(&l, 0, ".", DT_DIR);
 	expect(&l, 1, "..", DT_DIR);
-	assert_true(preload_dirlist_get(&l, 0, &de));
-	assert_int_equal(de.d_ino, preload_path_hash("/mnt/s3/train"));
-	assert_true(preload_dirlist_get(&l, 1, &de));
-	assert_int_equal(de.d_ino, preload_path_hash("/mnt/s3"));
-	assert_false(preload_dirlist_get(&l, 2, &de));
+	assert_non_null(de = preload_dirlist_at(&l, 0));
+	assert_int_equal(de->d_ino, preload_path_hash("/mnt/s3/train"));
+	assert_non_null(de = preload_dirlist_at(&l, 1));
+	assert_int_equal(de->d_ino, preload_path_hash("/mnt/s3"));
+	assert_null(preload_dirlist_at(&l, 2));
 	preload_dirlist_fini(&l);
 
 	/* the parent of a top-level directory is the root; the root's is itself */
 	assert_int_equal(preload_dirlist_init(&l, "/mnt"), 0);
-	assert_true(preload_dirlist_get(&l, 1, &de));
-	assert_int_equal(de.d_ino, preload_path_hash("/"));
+	assert_non_null(de = preload_dirlist_at(&l, 1));
+	assert_int_equal(de->d_ino, preload_path_hash("/"));
 	preload_dirlist_fini(&l);
 	assert_int_equal(preload_dirlist_init(&l, "/"), 0);
-	assert_true(preload_dirlist_get(&l, 1, &de));
-	assert_int_equal(de.d_ino, preload_path_hash("/"));
+	assert_non_null(de = preload_dirlist_at(&l, 1));
+	assert_int_equal(de->d_ino, preload_path_hash("/"));
 	preload_dirlist_fini(&l);
 }
 
@@ -102,7 +103,7 @@ static void test_pages(void **state)
 					{"zeta", PROTO_FT_REG}};
 	struct proto_buf b;
 	struct preload_dirlist l;
-	struct dirent64 de;
+	const struct dirent64 *de;
 
 	(void)state;
 	assert_int_equal(preload_dirlist_init(&l, "/mnt/s3"), 0);
@@ -118,10 +119,10 @@ static void test_pages(void **state)
 	expect(&l, 3, "img 1.png", DT_REG);
 	expect(&l, 4, "odd", DT_UNKNOWN);
 	expect(&l, 5, "zeta", DT_REG);
-	assert_false(preload_dirlist_get(&l, 6, &de));
+	assert_null(preload_dirlist_at(&l, 6));
 	/* a directory's d_ino is what stat shows for it: the hash of its path */
-	assert_true(preload_dirlist_get(&l, 2, &de));
-	assert_int_equal(de.d_ino, preload_path_hash("/mnt/s3/class0"));
+	assert_non_null(de = preload_dirlist_at(&l, 2));
+	assert_int_equal(de->d_ino, preload_path_hash("/mnt/s3/class0"));
 	preload_dirlist_fini(&l);
 }
 
@@ -188,7 +189,7 @@ static void test_many_pages(void **state)
 	struct ent e[200];
 	struct proto_buf b;
 	struct preload_dirlist l;
-	struct dirent64 de;
+	const struct dirent64 *de, *first = NULL;
 	size_t i, at = 0, pos;
 
 	(void)state;
@@ -204,18 +205,40 @@ static void test_many_pages(void **state)
 		}
 		reply(&b, e, n, at + n < 2500 ? names[at + n - 1] : NULL);
 		assert_int_equal(preload_dirlist_add_reply(&l, body(&b), body_len(&b)), (int)n);
+		if (!at)
+			first = preload_dirlist_at(&l, 2);
 		at += n;
 		assert_int_equal(l.more, at < 2500);
 	}
 	assert_int_equal(l.n, 2502);
 	for (pos = 2; pos < l.n; pos++) {
-		assert_true(preload_dirlist_get(&l, pos, &de));
-		assert_string_equal(de.d_name, names[pos - 2]);
+		assert_non_null(de = preload_dirlist_at(&l, pos));
+		assert_string_equal(de->d_name, names[pos - 2]);
 	}
+	/* readdir's pointers stay put while later pages come in */
+	assert_ptr_equal(first, preload_dirlist_at(&l, 2));
+	assert_string_equal(first->d_name, "k00000");
+
+	/* a bad page long enough to fill chunks is taken back whole */
+	reply(&b, e, 0, NULL);
+	for (i = 0; i < 2400; i++) {
+		assert_int_equal(proto_put_str(&b, PROTO_T_NAME, names[i]), 0);
+		assert_int_equal(proto_put_u32(&b, PROTO_T_TYPE, PROTO_FT_REG), 0);
+	}
+	assert_int_equal(proto_put_str(&b, PROTO_T_NAME, "dangling"), 0);
+	assert_int_equal(preload_dirlist_add_reply(&l, body(&b), body_len(&b)), -EBADMSG);
+	assert_int_equal(l.n, 2502);
+	e[0].name = "zz";
+	reply(&b, e, 1, NULL);
+	assert_int_equal(preload_dirlist_add_reply(&l, body(&b), body_len(&b)), 1);
+	expect(&l, 2502, "zz", DT_REG);
+	expect(&l, 2501, "k02499", DT_REG);
+	assert_string_equal(first->d_name, "k00000");
+
 	/* seekdir back to a position telldir gave */
-	assert_true(preload_dirlist_get(&l, 1234, &de));
-	assert_string_equal(de.d_name, names[1232]);
-	assert_int_equal(de.d_off, 1235);
+	assert_non_null(de = preload_dirlist_at(&l, 1234));
+	assert_string_equal(de->d_name, names[1232]);
+	assert_int_equal(de->d_off, 1235);
 	preload_dirlist_fini(&l);
 }
 
