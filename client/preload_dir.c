@@ -22,6 +22,9 @@
  * gives. memfds are recognised by their device, learnt from the first one
  * the shim makes.
  *
+ * Extended attributes of object-store paths (none) are answered too, so that
+ * ls -l does not report each entry as missing.
+ *
  * fork: the child handler re-initialises reg_lock (held across fork by the
  * prepare handler, so the set is whole) and the lock of every open vdir; the
  * child's requests go over its own connection (preload_daemon.c).
@@ -39,6 +42,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -94,6 +98,10 @@ static struct {
 	int (*scandir64)(const char *, struct dirent64 ***, void *, void *);
 	int (*scandirat)(int, const char *, struct dirent ***, sel_fn, cmp_fn);
 	int (*scandirat64)(int, const char *, struct dirent64 ***, void *, void *);
+	ssize_t (*getxattr)(const char *, const char *, void *, size_t);
+	ssize_t (*lgetxattr)(const char *, const char *, void *, size_t);
+	ssize_t (*listxattr)(const char *, char *, size_t);
+	ssize_t (*llistxattr)(const char *, char *, size_t);
 } real;
 
 static void *real_sym(void **slot, const char *name)
@@ -948,4 +956,74 @@ EXPORT int scandirat64(int dirfd, const char *path, struct dirent64 ***namelist,
 		return -1;
 	}
 	return real.scandirat64(dirfd, path, namelist, (void *)sel, (void *)cmp);
+}
+
+/* ---- extended attributes: what ls -l asks of every entry ---- */
+
+/*
+ * Objects and prefixes carry none. The path is not looked up: callers ask
+ * after a stat, and a request per entry would double a listing's cost.
+ * Returns true when @path lies on an object-store mount.
+ */
+static bool xattr_objstore(const char *op, const char *path)
+{
+	char abs[PROTO_PATH_MAX + 1];
+	struct preload_hit hit;
+	bool on;
+
+	if (!path || !shim_enter())
+		return false;
+	on = shim_objstore_find(op, AT_FDCWD, path, abs, &hit);
+	shim_leave();
+	return on;
+}
+
+static ssize_t xattr_get(bool follow, const char *path, const char *name, void *value, size_t size)
+{
+	ssize_t (*fn)(const char *, const char *, void *, size_t);
+
+	if (xattr_objstore("getxattr", path)) {
+		errno = ENODATA;
+		return -1;
+	}
+	fn = follow ? REAL_DIR(getxattr) : REAL_DIR(lgetxattr);
+	if (!fn) {
+		errno = ENOTSUP;
+		return -1;
+	}
+	return fn(path, name, value, size);
+}
+
+static ssize_t xattr_list(bool follow, const char *path, char *list, size_t size)
+{
+	ssize_t (*fn)(const char *, char *, size_t);
+
+	if (xattr_objstore("listxattr", path))
+		return 0;
+	fn = follow ? REAL_DIR(listxattr) : REAL_DIR(llistxattr);
+	if (!fn) {
+		errno = ENOTSUP;
+		return -1;
+	}
+	return fn(path, list, size);
+}
+
+EXPORT ssize_t getxattr(const char *path, const char *name, void *value, size_t size)
+{
+	return xattr_get(true, path, name, value, size);
+}
+
+EXPORT ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size)
+{
+	return xattr_get(false, path, name, value, size);
+}
+
+EXPORT ssize_t listxattr(const char *path, char *list, size_t size)
+{
+	return xattr_list(true, path, list, size);
+}
+
+EXPORT ssize_t llistxattr(const char *path, char *list, size_t size)
+{
+	return xattr_list(false, path, list, size);
 }

@@ -377,6 +377,12 @@ def check_listing(wd, d, local, mount, name):
     rc2, out2, err2 = ls_r(mount, env=d.env(LD_PRELOAD=PRELOAD))
     check(rc2 == 0 and out2 == out, "%s: ls -R through the shim: rc %d %s\n%s" % (
         name, rc2, err2[-500:], out2[:1000]))
+    # ls -l stats every entry and asks for its extended attributes
+    p = subprocess.run(["ls", "-lR", mount + "/train", mount + "/meta"], capture_output=True,
+                       text=True, env=d.env(LD_PRELOAD=PRELOAD), timeout=120)
+    check(p.returncode == 0 and not p.stderr and p.stdout.count(".png") == 120 and
+          "dr-xr-xr-x" in p.stdout, "%s: ls -lR through the shim: rc %d %s\n%s" % (
+              name, p.returncode, p.stderr[-500:], p.stdout[:500]))
 
 
 def epoch(wd, root, name, env=None):
