@@ -28,9 +28,10 @@
  *  - messages are sent without FI_DELIVERY_COMPLETE: up to the inject size
  *    the provider copies them into the receiver's queue and completes them at
  *    once, with no response to wait for (the protocol above times out);
- *  - before each post the peer's process is checked to be alive: a dead one
- *    is never posted to (it may also have died holding its region's lock,
- *    which a post would spin on for ever);
+ *  - before each post the peer's process is checked to be alive and not
+ *    exiting, and its region lock free: a receiver killed while it holds the
+ *    lock (it does while it copies a write in) never lets go, and libfabric
+ *    spins on it without end (see peer_lock_wait());
  *  - every life of an endpoint has its own name, ADDRESS.PID.GEN, learnt
  *    through the doorbell (see on_bell()), never a region left behind by a
  *    dead process or re-created in place under a name peers still map; a
