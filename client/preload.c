@@ -23,6 +23,7 @@
  * DROP once the new bytes are in place.
  */
 #include "preload.h"
+#include "preload_dirlist.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -589,13 +590,10 @@ static bool path_empty(const char *p)
 	return !p || !p[0];
 }
 
+/* The same hash readdir gives a directory's d_ino and fstat its descriptor (preload_dir.c). */
 static uint64_t path_hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-	return h ? h : 1;
+	return preload_path_hash(s);
 }
 
 /* ---- the open family ---- */
