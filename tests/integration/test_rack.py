@@ -205,6 +205,13 @@ def scenario_share(wd, provider, tag, host="127.0.0.1"):
             counters = rack.daemons[i].status()["counters"]
             check(counters["bytes_peer"] > 0, "node%d counted no peer bytes" % (i + 1))
 
+        # node2's and node3's reads of node1's objects were peer reads on node1:
+        # they count once per epoch there and never reveal a next epoch, so
+        # node1 (whose own reader read each object once) is still in epoch 1
+        ds = {x["name"]: x for x in rack.daemons[0].status()["datasets"]}
+        check(ds["/data/part"]["epoch"] == 1,
+              "node1 advanced its epoch on peers' reads: %s" % ds["/data/part"])
+
         # partition: each object is kept by exactly one node
         owners = collections.Counter()
         for rel in rels:
