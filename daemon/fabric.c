@@ -1041,6 +1041,7 @@ void fabric_peer_reset(struct fabric *f, int peer)
 static int ep_open(struct fabric *f, const char *name, struct fid_ep **out);
 static void repost_recv(struct fabric *f, struct fop *op);
 static void retire(evutil_socket_t fd, short what, void *arg);
+static void progress(struct fabric *f);
 
 /*
  * The provider retires responses in order (see DESIGN): one owed by a dead
@@ -1107,6 +1108,8 @@ static void retire(evutil_socket_t fd, short what, void *arg)
 		return;
 	fi_close(&f->old_ep->fid);
 	f->old_ep = NULL;
+	/* completions it wrote before closing find their operations first */
+	progress(f);
 	for (op = f->detached; op; op = next) {
 		next = op->next;
 		if (op->gen > gen)

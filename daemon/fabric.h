@@ -2,8 +2,9 @@
  * fabric.h - the peer transport: one libfabric RDM endpoint with RMA.
  *
  * Owns: the libfabric fabric, domain, address vector, completion queue and
- * endpoint; the completion queue's wait fd (or a poll timer where the provider
- * has none) in the daemon's libevent loop; registered buffers for messages;
+ * endpoint (with shm, its successive lives and their names, and the doorbell
+ * socket through which peers learn them); the completion queue's wait fd (or
+ * a poll timer where the provider has none) in the daemon's libevent loop; registered buffers for messages;
  * memory registration for the caller; posts that met -FI_EAGAIN and wait to be
  * retried; and, per peer, what is in flight to it, so that a peer declared
  * down gives back everything it held. This is the only module that includes
@@ -58,7 +59,9 @@ int fabric_peer_add(struct fabric *f, const char *address);
 /*
  * Forget what is in flight to @peer: queued sends are dropped, queued and
  * posted writes report -ECONNRESET through write_done() now (their buffers may
- * be reused at once; a completion that still comes is swallowed).
+ * be reused at once; a completion that still comes is swallowed). With shm,
+ * when a write to it was still unanswered, the endpoint is then replaced by a
+ * new one (see fabric.c): writes posted to the other peers report -ECANCELED.
  */
 void fabric_peer_reset(struct fabric *f, int peer);
 
