@@ -8,12 +8,14 @@
  * so a DIR * not in it is libc's and goes to the real function. The registry
  * is only locked while at least one vdir is open: a process that never lists
  * an object store pays one atomic load per readdir. Entries are read from
- * the daemon a page at a time as readdir reaches them and kept for seekdir
- * (preload_dirlist.c); each vdir has its own lock, since two threads may read
+ * the daemon a page at a time as readdir reaches them and kept, for seekdir
+ * and because an entry returned stays valid until closedir
+ * (preload_dirlist.c); each vdir has its own lock, since threads may share
  * one stream.
  *
- * A directory opened as a descriptor (open with O_DIRECTORY, as os.fwalk
- * does, or an open the daemon answers with EISDIR) is a sealed memfd that
+ * A directory opened as a descriptor (open with O_DIRECTORY, an open the
+ * daemon answers with EISDIR, as os.fwalk's are, or any open of a mount's
+ * top, which the daemon would fetch as an object) is a sealed memfd that
  * holds a header and the directory's path. The descriptor describes itself,
  * so it is recognised after dup, fcntl(F_DUPFD), fork and across threads
  * without a table: fdopendir lists it, openat/fstatat resolve names relative
@@ -42,21 +44,19 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/xattr.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
 
 #define REG_SIZE      4096 /* open listings at once: at most 3/4 of this */
-#define VDIR_MAGIC    0x52494456u
 #define DIRFD_MAGIC   "GRNYDIR"
 #define DIRFD_VERSION 1
 
 _Static_assert(sizeof(struct dirent) == sizeof(struct dirent64), "dirent64 is dirent on this ABI");
 
 struct vdir {
-	uint32_t magic;
 	int fd;	   /* the directory's descriptor: fdopendir's, or made by dirfd(); -1 */
 	int mount; /* index in the mount table when opened */
 	pthread_mutex_t lock;
@@ -497,7 +497,6 @@ static struct vdir *vdir_open(const char *abs, int mount, int fd,
 		*err = ENOMEM;
 		return NULL;
 	}
-	d->magic = VDIR_MAGIC;
 	d->fd = fd;
 	d->mount = mount;
 	memcpy(d->abs, abs, strlen(abs) + 1);
@@ -578,7 +577,6 @@ static void vdir_free(struct vdir *d)
 		close(d->fd);
 	preload_dirlist_fini(&d->list);
 	pthread_mutex_destroy(&d->lock);
-	d->magic = 0;
 	free(d);
 }
 
