@@ -837,7 +837,8 @@ static int blind_described(struct backend_call *call, int *fd)
 
 /*
  * Remote: one GET, no HEAD. Its first range lands in a staging file before
- * the object is admitted (at most fetch.chunk_size bytes), and describes it.
+ * the object is admitted (at most fetch.chunk_size bytes; the whole object
+ * from a server that ignores Range), and describes it.
  */
 static void fetch_blind(struct fetch *f)
 {
