@@ -27,19 +27,39 @@ unit: build
 demo: deps build
 	@BUILD=$(BUILD) tests/demo.sh
 
-# ASan + UBSan build; unit and integration tests under it (not the fuzzers,
-# which build their own, nor the packaging and load tests).
+# ASan + UBSan build in $(ASAN_BUILD); the unit and integration tests under
+# it (the fuzzers build their own). ASan and LeakSanitizer reports go to
+# $(ASAN_BUILD)/sanitizer-logs (log_path), which must stay empty: a leak found
+# when a daemon exits fails the run even where a test does not check the
+# daemon's exit status. UBSan stops a process at its first report
+# (-fno-sanitize-recover), which fails the test that started it; the report
+# is in that daemon's log (the test prints it). Left out, each for a reason:
+# - test_package checks the .deb built from the build directory: its Depends
+#   and files would be those of an instrumented build (libasan), not of what
+#   ships; `make test` runs it on the release build.
+# About 5 minutes on 2 CPUs after a 2-minute build (docs/reliability.md).
+ASAN_BUILD ?= build-asan
+SANITIZE_EXCLUDE ?= test_package
 sanitize: deps
-	cmake -S . -B build-asan -G Ninja -DGRANARY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
-	cmake --build build-asan -j $(JOBS)
-	cd build-asan && ctest --output-on-failure -j 2 -L 'unit|integration' -E 'test_package|test_load'
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DGRANARY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@logs=$(abspath $(ASAN_BUILD))/sanitizer-logs; rm -rf "$$logs"; mkdir -p "$$logs"; \
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=$${ASAN_OPTIONS:+$$ASAN_OPTIONS:}log_path=$$logs/asan \
+		ctest --output-on-failure -j 2 -L 'unit|integration' -E '$(SANITIZE_EXCLUDE)'; \
+	rc=$$?; \
+	for f in "$$logs"/*; do [ -e "$$f" ] || continue; \
+		echo "== sanitizer report $$f"; cat "$$f"; rc=1; done; \
+	exit $$rc
 
-# The unit tests under valgrind memcheck: any error or leak fails.
-memcheck: build
+# The unit tests under valgrind memcheck: any error, or a leak of memory no
+# longer reachable (definite or indirect), fails. Memory still reachable at
+# exit (libc, dlopen, libibverbs' providers) is not a leak.
+memcheck: deps build
 	@set -e; for src in tests/unit/test_*.c; do \
 		t=$(BUILD)/tests/$$(basename $$src .c); \
 		echo "== valgrind $$t"; \
-		valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+		valgrind -q --error-exitcode=99 --leak-check=full \
+			--errors-for-leak-kinds=definite,indirect \
 			"$$t" >/dev/null || { echo "memcheck failed: $$t"; exit 1; }; \
 	done
 
@@ -81,4 +101,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) $(ASAN_BUILD)
