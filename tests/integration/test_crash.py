@@ -2,16 +2,15 @@
 
 Each round first evicts a random part of the cache, so there is always work
 in flight, then starts a load (a `granary warm`, or reader threads opening
-files through the protocol, which fetch on a miss) and picks a moment: after a
-random delay, or the instant the catalog writer holds SQLite's WAL write lock
-(a commit in progress: /proc/locks is polled, and if that commit has ended
-by the time the daemon has stopped, it is continued and the next one is
-tried). At that moment the
-daemon is frozen with SIGSTOP, the test notes what was in flight (staging
-files in tmp/, the write lock) and reads the catalog's committed rows, and
-then sends SIGKILL: the daemon never runs again between the snapshot and the
-kill. Renamed objects the catalog had not yet heard of show up as the
-restore line's stray_files.
+files through the protocol, which fetch on a miss) and picks a moment: after
+a random delay, or the instant the catalog writer holds SQLite's WAL write
+lock (a commit in progress: /proc/locks is polled, and if that commit has
+ended by the time the daemon has stopped, it is continued and the next one
+is tried). At that moment the daemon is frozen with SIGSTOP, the test notes
+what was in flight (staging files in tmp/, the write lock) and reads the
+catalog's committed rows, and then sends SIGKILL: the daemon never runs
+again between the snapshot and the kill. Renamed objects the catalog had
+not yet heard of show up as the restore line's stray_files.
 
 After each restart:
 - every object the catalog listed before the kill is served from the cache
@@ -22,7 +21,8 @@ After each restart:
   the source (zero wrong bytes);
 - tmp/ is empty and objects/ holds exactly the objects the index has.
 
-Readers during the load compare every file they are served too.
+Readers during the load compare every file they are served too, and get no
+error reply.
 GRANARY_CRASH_ROUNDS sets the number of rounds (10 by default, 50 in
 `make soak`)."""
 import os
@@ -134,6 +134,7 @@ class Readers:
     def __init__(self, d, nas, rels, rnd):
         self.stopping = False
         self.wrong = []
+        self.errors = []
         self.served = 0
         self.lock = threading.Lock()
         self.threads = []
@@ -154,6 +155,8 @@ class Readers:
                 path = os.path.join(nas, rel)
                 r, data = c.read(path)
                 if r.status != 0:
+                    with self.lock:
+                        self.errors.append("%s: %d %s" % (path, r.status, r.errmsg))
                     continue
                 with open(path, "rb") as f:
                     ok = data == f.read()
@@ -263,6 +266,8 @@ def main(wd):
             readers.stop()
             check(not readers.wrong, "wrong bytes served during the load: %s" %
                   readers.wrong[:5])
+            check(not readers.errors, "error replies during the load: %s" %
+                  readers.errors[:5])
             totals["served"] += readers.served
 
         d.start()
