@@ -1366,6 +1366,11 @@ void remote_get_async(struct mount *m, const char *rel, int fd, struct backend_c
 	op->want = call->v;
 	call->bytes = 0;
 	call->checksum = 0;
+	if (!rel[0]) {
+		/* the mount's top is the bucket or the index page, never an object */
+		remote_op_finish(op, -EISDIR, "%s", "the mount's top directory");
+		return;
+	}
 	op->url = remote_object_url(rm, rel);
 	op->xx = XXH3_createState();
 	if (!op->url || !op->xx) {

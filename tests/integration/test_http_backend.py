@@ -187,6 +187,10 @@ def run_all(wd, ng, root, rels):
               "STAT of a file: %d %s" % (r.status, r.errmsg))
         r, _ = c.read("/data/web/d01/absent.bin")
         check(r.status == -errno.ENOENT, "missing key answered %d %s" % (r.status, r.errmsg))
+        # the mount's top is a directory: never fetched as an object
+        for _ in range(2):
+            r, _ = c.read("/data/web")
+            check(r.status == -errno.EISDIR, "OPEN of the mount's top: %d %s" % (r.status, r.errmsg))
         c.close()
         p = d.cli("ls", "/data/web/d02", check_rc=0)
         want = sorted(os.listdir(os.path.join(root, "d02")))

@@ -148,6 +148,10 @@ def run_all(wd, s3):
         for path in ("/data/s3/train/n03/absent.jpg", "/data/s3/nothing"):
             r, _ = c.read(path)
             check(r.status == -errno.ENOENT, "absent %s: %d %s" % (path, r.status, r.errmsg))
+        # the mount's top is a directory: never fetched as an object
+        for _ in range(2):
+            r, _ = c.read("/data/s3")
+            check(r.status == -errno.EISDIR, "OPEN of the mount's top: %d %s" % (r.status, r.errmsg))
         c.close()
 
         # ---- listing: 1100 keys need ListObjectsV2 continuation ----
