@@ -292,7 +292,7 @@ static const struct config_key config_keys[] = {
 		.min = "64K",
 		.max = "1G",
 		.offset = CONFIG_TOP(fetch.chunk_size),
-		.help = "size of one ranged GET of a large object",
+		.help = "size of one ranged GET: every cold fetch's first range and each part of a large object",
 	},
 	{
 		.name = "fetch.chunk_parallel",
