@@ -82,6 +82,13 @@ int shim_open_fast(const char *abs, const struct preload_hit *hit, int flags, in
 		   struct stat *cst, struct preload_srcstat *s);
 
 /*
+ * stat of @abs, under the mount @hit flagged PROTO_F_MOUNT_FAST and not strict,
+ * from the shared index without a request: true with @s filled when the
+ * object is cached there; false when the socket must be asked.
+ */
+bool shim_stat_fast(const char *abs, const struct preload_hit *hit, struct preload_srcstat *s);
+
+/*
  * Called on each open: sends this thread's reports of reads served by the
  * fast path once the oldest is ACCESS_AGE_NS old.
  */

@@ -1584,6 +1584,48 @@ decline:
 	return -1;
 }
 
+bool shim_stat_fast(const char *abs, const struct preload_hit *hit, struct preload_srcstat *s)
+{
+	const struct proto_fx_slot *slots;
+	struct proto_fx_slot slot;
+	uint64_t k1, k2, at = 0, nslots;
+	uint32_t gen;
+	int livefd;
+
+	/* a strict mount's answer is the original's, which the real stat gives */
+	if (g.fast_off || !(hit->flags & PROTO_F_MOUNT_FAST) || (hit->flags & PROTO_F_MOUNT_STRICT))
+		return false;
+	gen = __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE);
+	if (gen & 1)
+		return false;
+	slots = __atomic_load_n(&fx.slots, __ATOMIC_RELAXED);
+	nslots = __atomic_load_n(&fx.nslots, __ATOMIC_RELAXED);
+	livefd = __atomic_load_n(&fx.livefd, __ATOMIC_RELAXED);
+	if (!slots || livefd < 0 ||
+	    __atomic_load_n(&fx.epoch, __ATOMIC_RELAXED) !=
+		    __atomic_load_n(&g.fail_epoch, __ATOMIC_ACQUIRE))
+		return false;
+	preload_fx_keys(abs, strlen(abs), &k1, &k2);
+	if (preload_fx_lookup(slots, nslots, k1, k2, hit->order, &slot, &at) <= 0)
+		return false;
+	if (!fx_alive(livefd)) {
+		if (__atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE) == gen)
+			fx_retire();
+		return false;
+	}
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&fx.gen, __ATOMIC_RELAXED) != gen ||
+	    __atomic_load_n(&g.seq, __ATOMIC_RELAXED) != hit->seq)
+		return false;
+	/* an immutable object's attributes: what a STAT would answer from the index */
+	s->size = slot.size;
+	s->mtime_ns = slot.mtime_ns;
+	s->mode = slot.mode;
+	s->type = PROTO_FT_REG;
+	s->ino = slot.ino;
+	return true;
+}
+
 /* ---- listings (asked by preload_dir.c) ---- */
 
 /*

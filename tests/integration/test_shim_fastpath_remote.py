@@ -21,13 +21,14 @@ from servers import Nginx
 BASE = "/granary-fastremote"
 LISTED_UID = 4242
 
-# Runs under LD_PRELOAD; prints one JSON object: per file its digest and the
-# fstat of the descriptor (or the errno name).
+# Runs under LD_PRELOAD; prints one JSON object: per file its digest, the
+# fstat of the descriptor and the stat of the path (or the errno name).
 READER = r'''
 import errno, hashlib, json, os, sys
 out = {}
 for f in sys.argv[1:]:
     try:
+        pst = os.stat(f)  # as torchvision's loaders do before opening
         fd = os.open(f, os.O_RDONLY)
     except OSError as e:
         out[f] = ["err", errno.errorcode[e.errno]]
@@ -41,7 +42,8 @@ for f in sys.argv[1:]:
         chunks.append(b)
     os.close(fd)
     out[f] = ["ok", hashlib.sha256(b"".join(chunks)).hexdigest(),
-              [st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode]]
+              [st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode],
+              [pst.st_size, pst.st_mtime_ns, pst.st_ino, pst.st_mode]]
 print(json.dumps(out))
 '''
 
@@ -148,6 +150,10 @@ def main(wd):
             fast_st, sock_st = got[path][2], sock[path][2]
             check(fast_st == sock_st, "fstat of %s: fast path %s, socket %s" % (
                 path, fast_st, sock_st))
+            # stat by path: from the shared index, and the same as through the socket
+            check(got[path][3] == sock[path][3] == fast_st,
+                  "stat of %s: fast path %s, socket %s, fstat %s" % (
+                      path, got[path][3], sock[path][3], fast_st))
             check(fast_st[0] == st.st_size and fast_st[3] == 0o100444 and
                   fast_st[1] == int(st.st_mtime) * 10**9,
                   "fstat of %s shows %s, the object is %d bytes of %d" % (
