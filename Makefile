@@ -37,7 +37,7 @@ demo: deps build
 # - test_package checks the .deb built from the build directory: its Depends
 #   and files would be those of an instrumented build (libasan), not of what
 #   ships; `make test` runs it on the release build.
-# About 6 minutes on 2 CPUs, build included (docs/reliability.md).
+# About 5 minutes on 2 CPUs, build included (docs/reliability.md).
 ASAN_BUILD ?= build-asan
 SANITIZE_EXCLUDE ?= test_package
 sanitize: deps
