@@ -1500,33 +1500,80 @@ static bool fx_alive(int livefd)
 	return true;
 }
 
+/* What a fast open or stat read of the published index, before the lookup. */
+struct fx_view {
+	const struct proto_fx_slot *slots;
+	uint64_t nslots, serial;
+	uint32_t gen;
+	int dirfd, livefd;
+};
+
+/*
+ * Look @abs up in the shared index for the mount @hit. Returns 1 with @slot
+ * (and its number @at) when the index holds it, 0 when it does not or the
+ * index cannot be used now, -1 when its slot is being written.
+ */
+static int fx_find(const char *abs, const struct preload_hit *hit, struct fx_view *v,
+		   struct proto_fx_slot *slot, uint64_t *at)
+{
+	uint64_t k1, k2;
+
+	if (g.fast_off || !(hit->flags & PROTO_F_MOUNT_FAST))
+		return 0;
+	v->gen = __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE);
+	if (v->gen & 1)
+		return 0;
+	v->slots = __atomic_load_n(&fx.slots, __ATOMIC_RELAXED);
+	v->nslots = __atomic_load_n(&fx.nslots, __ATOMIC_RELAXED);
+	v->dirfd = __atomic_load_n(&fx.dirfd, __ATOMIC_RELAXED);
+	v->livefd = __atomic_load_n(&fx.livefd, __ATOMIC_RELAXED);
+	v->serial = __atomic_load_n(&fx.serial, __ATOMIC_RELAXED);
+	if (!v->slots || v->dirfd < 0 || v->livefd < 0 ||
+	    __atomic_load_n(&fx.epoch, __ATOMIC_RELAXED) !=
+		    __atomic_load_n(&g.fail_epoch, __ATOMIC_ACQUIRE))
+		return 0;
+	preload_fx_keys(abs, strlen(abs), &k1, &k2);
+	return preload_fx_lookup(v->slots, v->nslots, k1, k2, hit->order, slot, at);
+}
+
+/*
+ * After a lookup by fx_find: true when what it read still stands, the daemon
+ * that published the index running and neither the index nor the mount
+ * table replaced meanwhile.
+ */
+static bool fx_confirm(const struct fx_view *v, const struct preload_hit *hit)
+{
+	if (!fx_alive(v->livefd)) {
+		if (__atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE) == v->gen)
+			fx_retire();
+		return false;
+	}
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	/* replaced meanwhile: the slot may be another index's, the flags another table's */
+	return __atomic_load_n(&fx.gen, __ATOMIC_RELAXED) == v->gen &&
+	       __atomic_load_n(&g.seq, __ATOMIC_RELAXED) == hit->seq;
+}
+
+static void fx_srcstat(const struct proto_fx_slot *slot, struct preload_srcstat *s)
+{
+	s->size = slot->size;
+	s->mtime_ns = slot->mtime_ns;
+	s->mode = slot->mode;
+	s->type = PROTO_FT_REG;
+	s->ino = slot->ino;
+}
+
 int shim_open_fast(const char *abs, const struct preload_hit *hit, int flags, int fd_limit,
 		   struct stat *cst, struct preload_srcstat *s)
 {
-	const struct proto_fx_slot *slots;
 	struct proto_fx_slot slot;
-	uint64_t k1, k2, at = 0, nslots, serial;
-	uint32_t gen;
+	struct fx_view v;
+	uint64_t at = 0;
 	char name[20];
 	struct stat st;
-	int dirfd, livefd, fd, rc, err;
+	int fd, rc, err;
 
-	if (g.fast_off || !(hit->flags & PROTO_F_MOUNT_FAST))
-		return -1;
-	gen = __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE);
-	if (gen & 1)
-		return -1;
-	slots = __atomic_load_n(&fx.slots, __ATOMIC_RELAXED);
-	nslots = __atomic_load_n(&fx.nslots, __ATOMIC_RELAXED);
-	dirfd = __atomic_load_n(&fx.dirfd, __ATOMIC_RELAXED);
-	livefd = __atomic_load_n(&fx.livefd, __ATOMIC_RELAXED);
-	serial = __atomic_load_n(&fx.serial, __ATOMIC_RELAXED);
-	if (!slots || dirfd < 0 || livefd < 0 ||
-	    __atomic_load_n(&fx.epoch, __ATOMIC_RELAXED) !=
-		    __atomic_load_n(&g.fail_epoch, __ATOMIC_ACQUIRE))
-		return -1;
-	preload_fx_keys(abs, strlen(abs), &k1, &k2);
-	rc = preload_fx_lookup(slots, nslots, k1, k2, hit->order, &slot, &at);
+	rc = fx_find(abs, hit, &v, &slot, &at);
 	if (rc <= 0) {
 		if (rc < 0)
 			shim_log("open %s: its slot is being written, asking the daemon", abs);
@@ -1545,37 +1592,23 @@ int shim_open_fast(const char *abs, const struct preload_hit *hit, int flags, in
 		}
 	}
 	preload_fx_name(slot.id, name);
-	fd = (int)syscall(SYS_openat, dirfd, name,
+	fd = (int)syscall(SYS_openat, v.dirfd, name,
 			  O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_LARGEFILE |
 				  (flags & (O_CLOEXEC | O_NONBLOCK)));
 	if (fd < 0) {
 		err = errno;
 		if ((err == EBADF || err == ENOTDIR) &&
-		    __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE) == gen)
+		    __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE) == v.gen)
 			fx_retire(); /* the number is not our directory any more (close_range) */
 		shim_log("open %s: cache file %s: %s, asking the daemon", abs, name,
 			 shim_errname(err));
 		return -1;
 	}
 	if (fd >= fd_limit || syscall(SYS_fstat, fd, cst) < 0 || !S_ISREG(cst->st_mode) ||
-	    (uint64_t)cst->st_size != slot.size)
+	    (uint64_t)cst->st_size != slot.size || !fx_confirm(&v, hit))
 		goto decline;
-	if (!fx_alive(livefd)) {
-		if (__atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE) == gen)
-			fx_retire();
-		goto decline;
-	}
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	/* replaced meanwhile: the slot may be another index's, the flags another table's */
-	if (__atomic_load_n(&fx.gen, __ATOMIC_RELAXED) != gen ||
-	    __atomic_load_n(&g.seq, __ATOMIC_RELAXED) != hit->seq)
-		goto decline;
-	s->size = slot.size;
-	s->mtime_ns = slot.mtime_ns;
-	s->mode = slot.mode;
-	s->type = PROTO_FT_REG;
-	s->ino = slot.ino;
-	access_record(at, slot.id, serial);
+	fx_srcstat(&slot, s);
+	access_record(at, slot.id, v.serial);
 	return fd;
 
 decline:
@@ -1586,43 +1619,17 @@ decline:
 
 bool shim_stat_fast(const char *abs, const struct preload_hit *hit, struct preload_srcstat *s)
 {
-	const struct proto_fx_slot *slots;
 	struct proto_fx_slot slot;
-	uint64_t k1, k2, at = 0, nslots;
-	uint32_t gen;
-	int livefd;
+	struct fx_view v;
+	uint64_t at = 0;
 
 	/* a strict mount's answer is the original's, which the real stat gives */
-	if (g.fast_off || !(hit->flags & PROTO_F_MOUNT_FAST) || (hit->flags & PROTO_F_MOUNT_STRICT))
+	if (hit->flags & PROTO_F_MOUNT_STRICT)
 		return false;
-	gen = __atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE);
-	if (gen & 1)
-		return false;
-	slots = __atomic_load_n(&fx.slots, __ATOMIC_RELAXED);
-	nslots = __atomic_load_n(&fx.nslots, __ATOMIC_RELAXED);
-	livefd = __atomic_load_n(&fx.livefd, __ATOMIC_RELAXED);
-	if (!slots || livefd < 0 ||
-	    __atomic_load_n(&fx.epoch, __ATOMIC_RELAXED) !=
-		    __atomic_load_n(&g.fail_epoch, __ATOMIC_ACQUIRE))
-		return false;
-	preload_fx_keys(abs, strlen(abs), &k1, &k2);
-	if (preload_fx_lookup(slots, nslots, k1, k2, hit->order, &slot, &at) <= 0)
-		return false;
-	if (!fx_alive(livefd)) {
-		if (__atomic_load_n(&fx.gen, __ATOMIC_ACQUIRE) == gen)
-			fx_retire();
-		return false;
-	}
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	if (__atomic_load_n(&fx.gen, __ATOMIC_RELAXED) != gen ||
-	    __atomic_load_n(&g.seq, __ATOMIC_RELAXED) != hit->seq)
+	if (fx_find(abs, hit, &v, &slot, &at) <= 0 || !fx_confirm(&v, hit))
 		return false;
 	/* an immutable object's attributes: what a STAT would answer from the index */
-	s->size = slot.size;
-	s->mtime_ns = slot.mtime_ns;
-	s->mode = slot.mode;
-	s->type = PROTO_FT_REG;
-	s->ino = slot.ino;
+	fx_srcstat(&slot, s);
 	return true;
 }
 
