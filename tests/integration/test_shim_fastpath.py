@@ -342,12 +342,16 @@ def check_closed_fds(d, files, want):
           % got["objects_fds"][0])
     check(len(got["socket_fds"]) == 1, "the shim's kept connection: %s" % got["socket_fds"])
     n = len(files)
-    # after each loss one open asks the daemon (and HELLO brings new descriptors)
+    # after each loss the next request to the daemon says HELLO and brings new
+    # descriptors: that is the next open, asked of the daemon, unless a report
+    # of earlier fast reads falls due first (20 ms after the oldest) and its
+    # request brings them, when the open is fast again at once
     c1 = wait_counted(d, c0, "hits", 3 * n)
     check(delta(c1, c0, "hits") == 3 * n, "closefx: %d hits for %d reads"
           % (delta(c1, c0, "hits"), 3 * n))
-    check(delta(c1, c0, "fast_hits") == 3 * n - 2, "closefx: %d fast hits, expected %d"
-          % (delta(c1, c0, "fast_hits"), 3 * n - 2))
+    check(3 * n - 2 <= delta(c1, c0, "fast_hits") <= 3 * n,
+          "closefx: %d fast hits, expected %d to %d"
+          % (delta(c1, c0, "fast_hits"), 3 * n - 2, 3 * n))
 
 
 def check_nobody(wd, d, nas):
