@@ -851,14 +851,38 @@ int granary_ls(struct granary *g, const char *path, granary_entry_fn cb, void *a
 	return list_common(g, PROTO_LS, path, cb, arg);
 }
 
-/* What granary_walk() carries through one directory's listing. */
-struct walk_state {
-	const char *dir;
-	granary_file_fn cb;
-	void *arg;
-	char **subdirs;
-	size_t n_subdirs, cap_subdirs;
-	char *path; /* PROTO_PATH_MAX + 1 */
+/*
+ * granary_walk() lists directories in parallel (a listing of an object-store
+ * prefix is a round trip to the backend; one after the other they add up) and
+ * reports files in the order a sequential walk would: each directory's files
+ * as listed, then each subdirectory in turn.
+ */
+#define WALK_JOBS 8
+
+struct walk_file {
+	char *path;
+	uint64_t size;
+};
+
+struct walk_node {
+	char *path;
+	int depth;
+	bool done;
+	int rc;
+	char errmsg[ERRMSG_MAX];
+	struct walk_file *files;
+	size_t n_files, cap_files;
+	struct walk_node **kids;
+	size_t n_kids, cap_kids;
+	struct walk_node *qnext; /* listing queue */
+};
+
+struct walk {
+	struct granary *g;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct walk_node *qhead, *qtail;
+	bool stop;
 };
 
 static int walk_join(const char *dir, const char *name, char *out)
@@ -877,55 +901,215 @@ static int walk_join(const char *dir, const char *name, char *out)
 	return 0;
 }
 
+static struct walk_node *walk_node_new(const char *path, int depth)
+{
+	struct walk_node *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return NULL;
+	n->path = strdup(path);
+	if (!n->path) {
+		free(n);
+		return NULL;
+	}
+	n->depth = depth;
+	return n;
+}
+
+static void walk_node_free(struct walk_node *n)
+{
+	if (!n)
+		return;
+	for (size_t i = 0; i < n->n_files; i++)
+		free(n->files[i].path);
+	free(n->files);
+	for (size_t i = 0; i < n->n_kids; i++)
+		walk_node_free(n->kids[i]);
+	free(n->kids);
+	free(n->path);
+	free(n);
+}
+
+static int grow(void **v, size_t *cap, size_t n, size_t elem)
+{
+	size_t c;
+	void *nv;
+
+	if (n < *cap)
+		return 0;
+	c = *cap ? *cap * 2 : 16;
+	nv = realloc(*v, c * elem);
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	*cap = c;
+	return 0;
+}
+
+/* One entry of a directory being listed, kept in its node. */
 static int walk_entry(const struct granary_entry *e, void *arg)
 {
-	struct walk_state *ws = arg;
+	struct walk_node *n = arg;
+	char path[PROTO_PATH_MAX + 1];
 	int rc;
 
-	rc = walk_join(ws->dir, e->name, ws->path);
+	rc = walk_join(n->path, e->name, path);
 	if (rc < 0)
 		return rc;
 	if (e->type == GRANARY_FT_DIR) {
-		if (ws->n_subdirs == ws->cap_subdirs) {
-			size_t cap = ws->cap_subdirs ? ws->cap_subdirs * 2 : 16;
-			char **v = realloc(ws->subdirs, cap * sizeof(*v));
+		struct walk_node *k;
 
-			if (!v)
-				return -ENOMEM;
-			ws->subdirs = v;
-			ws->cap_subdirs = cap;
-		}
-		ws->subdirs[ws->n_subdirs] = strdup(ws->path);
-		if (!ws->subdirs[ws->n_subdirs])
+		if (n->depth + 1 > PROTO_PATH_MAX / 2)
+			return -ELOOP;
+		if (grow((void **)&n->kids, &n->cap_kids, n->n_kids, sizeof(*n->kids)) < 0)
 			return -ENOMEM;
-		ws->n_subdirs++;
+		k = walk_node_new(path, n->depth + 1);
+		if (!k)
+			return -ENOMEM;
+		n->kids[n->n_kids++] = k;
 		return 0;
 	}
 	if (e->type != GRANARY_FT_REG)
 		return 0;
-	return ws->cb(ws->path, e->size, ws->arg);
+	if (grow((void **)&n->files, &n->cap_files, n->n_files, sizeof(*n->files)) < 0)
+		return -ENOMEM;
+	n->files[n->n_files].path = strdup(path);
+	if (!n->files[n->n_files].path)
+		return -ENOMEM;
+	n->files[n->n_files++].size = e->size;
+	return 0;
 }
 
-/* Walk the directory @dir: files first as listed, then each subdirectory. */
-static int walk_dir(struct granary *g, const char *dir, granary_file_fn cb, void *arg, int depth)
+static void walk_enqueue(struct walk *w, struct walk_node *n)
 {
-	struct walk_state ws = {.dir = dir, .cb = cb, .arg = arg};
-	size_t i;
+	n->qnext = NULL;
+	if (w->qtail)
+		w->qtail->qnext = n;
+	else
+		w->qhead = n;
+	w->qtail = n;
+}
+
+/* List one node; its subdirectories join the queue. Called without the lock. */
+static void walk_list_node(struct walk *w, struct walk_node *n)
+{
+	int rc = granary_list(w->g, n->path, walk_entry, n);
+
+	if (rc < 0)
+		snprintf(n->errmsg, sizeof(n->errmsg), "%s", tls_errmsg);
+	pthread_mutex_lock(&w->lock);
+	n->rc = rc;
+	n->done = true;
+	if (rc == 0)
+		for (size_t i = 0; i < n->n_kids; i++)
+			walk_enqueue(w, n->kids[i]);
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void *walk_worker(void *arg)
+{
+	struct walk *w = arg;
+	struct walk_node *n;
+
+	for (;;) {
+		pthread_mutex_lock(&w->lock);
+		while (!w->stop && !w->qhead)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if (w->stop) {
+			pthread_mutex_unlock(&w->lock);
+			return NULL;
+		}
+		n = w->qhead;
+		w->qhead = n->qnext;
+		if (!w->qhead)
+			w->qtail = NULL;
+		pthread_mutex_unlock(&w->lock);
+		walk_list_node(w, n);
+	}
+}
+
+/*
+ * Report @n's files, then its subdirectories' in turn, each as soon as its
+ * listing is in. The caller's thread lists too, when the node it waits for is
+ * still queued, so a walk without worker threads still finishes.
+ */
+static int walk_emit(struct walk *w, struct walk_node *n, granary_file_fn cb, void *arg)
+{
 	int rc;
 
-	if (depth > PROTO_PATH_MAX / 2)
-		return -ELOOP;
-	ws.path = malloc(PROTO_PATH_MAX + 1);
-	if (!ws.path)
-		return -ENOMEM;
-	rc = granary_list(g, dir, walk_entry, &ws);
-	free(ws.path);
-	for (i = 0; i < ws.n_subdirs; i++) {
-		if (rc == 0)
-			rc = walk_dir(g, ws.subdirs[i], cb, arg, depth + 1);
-		free(ws.subdirs[i]);
+	pthread_mutex_lock(&w->lock);
+	while (!n->done) {
+		struct walk_node *q = w->qhead, *prev = NULL;
+
+		while (q && q != n) {
+			prev = q;
+			q = q->qnext;
+		}
+		if (q) { /* still queued: list it here */
+			if (prev)
+				prev->qnext = q->qnext;
+			else
+				w->qhead = q->qnext;
+			if (w->qtail == q)
+				w->qtail = prev;
+			pthread_mutex_unlock(&w->lock);
+			walk_list_node(w, n);
+			pthread_mutex_lock(&w->lock);
+			continue;
+		}
+		pthread_cond_wait(&w->cond, &w->lock);
 	}
-	free(ws.subdirs);
+	pthread_mutex_unlock(&w->lock);
+	if (n->rc < 0) {
+		set_errmsg(n->errmsg);
+		return n->rc;
+	}
+	for (size_t i = 0; i < n->n_files; i++) {
+		rc = cb(n->files[i].path, n->files[i].size, arg);
+		if (rc != 0)
+			return rc;
+	}
+	for (size_t i = 0; i < n->n_kids; i++) {
+		rc = walk_emit(w, n->kids[i], cb, arg);
+		if (rc != 0)
+			return rc; /* parts may still be listed: freed after the join */
+		/* all of it reported, none of it queued: no longer needed */
+		walk_node_free(n->kids[i]);
+		n->kids[i] = NULL;
+	}
+	return 0;
+}
+
+/* Walk the directory @dir with up to WALK_JOBS listings in flight. */
+static int walk_dir(struct granary *g, const char *dir, granary_file_fn cb, void *arg)
+{
+	struct walk w = {.g = g};
+	pthread_t th[WALK_JOBS];
+	struct walk_node *root;
+	int nth = 0, rc;
+
+	root = walk_node_new(dir, 0);
+	if (!root)
+		return -ENOMEM;
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	walk_enqueue(&w, root);
+	for (int i = 0; i < WALK_JOBS; i++) {
+		if (pthread_create(&th[nth], NULL, walk_worker, &w) != 0)
+			break; /* fewer helpers; the caller's thread lists as well */
+		nth++;
+	}
+	rc = walk_emit(&w, root, cb, arg);
+	pthread_mutex_lock(&w.lock);
+	w.stop = true;
+	pthread_cond_broadcast(&w.cond);
+	pthread_mutex_unlock(&w.lock);
+	for (int i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	walk_node_free(root);
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
 	return rc;
 }
 
@@ -942,7 +1126,7 @@ int granary_walk(struct granary *g, const char *path, granary_file_fn cb, void *
 	if (rc == 0 && st.type != GRANARY_FT_DIR && st.type != 0)
 		return -EINVAL; /* neither a file nor a directory */
 	/* A directory, or a prefix that only listing knows (object stores). */
-	lrc = walk_dir(g, path, cb, arg, 0);
+	lrc = walk_dir(g, path, cb, arg);
 	if (lrc == 0 || rc == 0)
 		return lrc;
 	/* Nothing to list either: the stat's answer explains it best. */

@@ -753,6 +753,72 @@ static void reply_begin(struct proto_buf *b, const struct proto_hdr *h, int32_t 
 	proto_put_i32(b, PROTO_T_STATUS, status);
 }
 
+/*
+ * A tree under /t for walks: a directory at depth d (0 for /t) holds
+ * tree_files(path) files f0.. of size 100 * depth + index and, above depth 3,
+ * three subdirectories s0..s2; listing /t/s1/s2 fails with EACCES.
+ */
+static unsigned tree_hash(const char *path)
+{
+	unsigned h = 5381;
+
+	for (; *path; path++)
+		h = h * 33 + (unsigned char)*path;
+	return h;
+}
+
+static int tree_depth(const char *path)
+{
+	int d = 0;
+
+	for (path += 2; *path; path++)
+		d += *path == '/';
+	return d;
+}
+
+static bool tree_is_dir(const char *path)
+{
+	const char *last = strrchr(path, '/');
+
+	if (strncmp(path, "/t", 2) || (path[2] && path[2] != '/'))
+		return false;
+	return !path[2] || last[1] == 's';
+}
+
+static unsigned tree_files(const char *path)
+{
+	return tree_hash(path) % 4;
+}
+
+static unsigned tree_dirs(const char *path)
+{
+	return tree_depth(path) >= 3 ? 0 : 3;
+}
+
+static void tree_list(struct proto_buf *b, const struct proto_hdr *h, const char *path)
+{
+	char name[16];
+
+	if (!strcmp(path, "/t/s1/s2")) {
+		reply_begin(b, h, -EACCES);
+		proto_put_str(b, PROTO_T_ERRMSG, "no listing for you");
+		return;
+	}
+	reply_begin(b, h, 0);
+	for (unsigned i = 0; i < tree_files(path); i++) {
+		snprintf(name, sizeof(name), "f%u", i);
+		proto_put_str(b, PROTO_T_NAME, name);
+		proto_put_u32(b, PROTO_T_TYPE, PROTO_FT_REG);
+		proto_put_u64(b, PROTO_T_SIZE, 100 * (uint64_t)tree_depth(path) + i);
+	}
+	for (unsigned i = 0; i < tree_dirs(path); i++) {
+		snprintf(name, sizeof(name), "s%u", i);
+		proto_put_str(b, PROTO_T_NAME, name);
+		proto_put_u32(b, PROTO_T_TYPE, PROTO_FT_DIR);
+		proto_put_u64(b, PROTO_T_SIZE, 0);
+	}
+}
+
 static void send_with_fds(int fd, const struct proto_buf *b, const int *fds, int nfds)
 {
 	union {
@@ -826,8 +892,9 @@ static bool serve_one(struct server *s, int fd, const uint8_t *msg, size_t len)
 		reply_begin(b, &h, 0);
 		proto_put_u64(b, PROTO_T_SIZE, fake_size(path));
 		proto_put_u32(b, PROTO_T_TYPE,
-			      !strcmp(path, "/m") || !strcmp(path, "/m/sub") ? PROTO_FT_DIR
-									     : PROTO_FT_REG);
+			      !strcmp(path, "/m") || !strcmp(path, "/m/sub") || tree_is_dir(path)
+				      ? PROTO_FT_DIR
+				      : PROTO_FT_REG);
 		proto_put_u32(b, PROTO_T_CACHED, 1);
 		send_with_fds(fd, b, NULL, 0);
 		break;
@@ -873,6 +940,8 @@ static bool serve_one(struct server *s, int fd, const uint8_t *msg, size_t len)
 			proto_put_str(b, PROTO_T_NAME, "x");
 			proto_put_u32(b, PROTO_T_TYPE, PROTO_FT_REG);
 			proto_put_u64(b, PROTO_T_SIZE, 3);
+		} else if (!strncmp(path, "/t", 2) && (!path[2] || path[2] == '/')) {
+			tree_list(b, &h, path);
 		} else {
 			reply_begin(b, &h, -ENOTDIR);
 		}
@@ -1144,6 +1213,95 @@ static int walk_seen_cb(const char *path, uint64_t size, void *arg)
 	return 0;
 }
 
+/* What a sequential walk of the /t tree reports, in its order. */
+struct tree_expect {
+	char paths[256][64];
+	uint64_t sizes[256];
+	size_t n;
+	bool failed;
+};
+
+static void tree_expected(const char *dir, struct tree_expect *e)
+{
+	char p[64];
+
+	if (e->failed)
+		return;
+	if (!strcmp(dir, "/t/s1/s2")) {
+		e->failed = true;
+		return;
+	}
+	for (unsigned i = 0; i < tree_files(dir); i++) {
+		assert_true(e->n < 256);
+		snprintf(e->paths[e->n], sizeof(e->paths[0]), "%s/f%u", dir, i);
+		e->sizes[e->n++] = 100 * (uint64_t)tree_depth(dir) + i;
+	}
+	for (unsigned i = 0; i < tree_dirs(dir) && !e->failed; i++) {
+		snprintf(p, sizeof(p), "%s/s%u", dir, i);
+		tree_expected(p, e);
+	}
+}
+
+struct tree_seen {
+	struct tree_expect got;
+	size_t stop_at; /* stop the walk after this many files (0: never) */
+};
+
+static int tree_seen_cb(const char *path, uint64_t size, void *arg)
+{
+	struct tree_seen *t = arg;
+
+	assert_true(t->got.n < 256);
+	snprintf(t->got.paths[t->got.n], sizeof(t->got.paths[0]), "%s", path);
+	t->got.sizes[t->got.n++] = size;
+	return t->stop_at && t->got.n == t->stop_at ? 42 : 0;
+}
+
+static void test_walk_parallel_keeps_order(void **state)
+{
+	struct server *s = *state;
+	struct tree_expect *want = calloc(1, sizeof(*want));
+	struct tree_seen *seen = calloc(1, sizeof(*seen));
+	struct granary *g;
+	int err;
+
+	assert_non_null(want);
+	assert_non_null(seen);
+	tree_expected("/t", want);
+	/* the tree is big enough to have listings in flight together */
+	assert_true(want->failed);
+	assert_true(want->n > 10);
+	server_start(s, SRV_NORMAL);
+	g = granary_connect(s->path, &err);
+	assert_non_null(g);
+	for (int round = 0; round < 20; round++) {
+		/* every file before the unlistable directory, in order, then its error */
+		memset(seen, 0, sizeof(*seen));
+		assert_int_equal(granary_walk(g, "/t", tree_seen_cb, seen), -EACCES);
+		assert_string_equal(granary_last_error(g), "no listing for you");
+		assert_int_equal(seen->got.n, want->n);
+		for (size_t i = 0; i < want->n; i++) {
+			assert_string_equal(seen->got.paths[i], want->paths[i]);
+			assert_int_equal(seen->got.sizes[i], want->sizes[i]);
+		}
+		/* a callback's verdict stops the walk at once and is returned */
+		memset(seen, 0, sizeof(*seen));
+		seen->stop_at = 3;
+		assert_int_equal(granary_walk(g, "/t", tree_seen_cb, seen), 42);
+		assert_int_equal(seen->got.n, 3);
+		assert_string_equal(seen->got.paths[2], want->paths[2]);
+	}
+	/* a subtree that lists in full */
+	memset(seen, 0, sizeof(*seen));
+	assert_int_equal(granary_walk(g, "/t/s0", tree_seen_cb, seen), 0);
+	assert_true(seen->got.n > 3);
+	for (size_t i = 0; i < seen->got.n; i++)
+		assert_memory_equal(seen->got.paths[i], "/t/s0/", 6);
+	granary_close(g);
+	free(want);
+	free(seen);
+}
+
 static void test_walk_follows_cookies(void **state)
 {
 	struct server *s = *state;
@@ -1313,6 +1471,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_passes_one_fd, server_setup,
 						server_teardown),
 		cmocka_unit_test_setup_teardown(test_walk_follows_cookies, server_setup,
+						server_teardown),
+		cmocka_unit_test_setup_teardown(test_walk_parallel_keeps_order, server_setup,
 						server_teardown),
 		cmocka_unit_test_setup_teardown(test_hint_split, server_setup, server_teardown),
 		cmocka_unit_test_setup_teardown(test_hangup_fails_every_file, server_setup,
