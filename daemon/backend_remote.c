@@ -22,6 +22,8 @@
 #define BACKOFF_MAX_MS	  5000
 #define CONNECT_MAX_MS	  10000L
 #define ERROR_BODY_MAX	  (64u << 10)
+#define WBUF_MIN	  (64u << 10)  /* first write buffer of a body */
+#define WBUF_MAX	  (512u << 10) /* largest: written when full */
 #define HASH_READ	  (1u << 20)
 #define CURL_BUFFER_BYTES (128L << 10)
 #define WATCH_MS	  50
@@ -365,6 +367,57 @@ static size_t body_append(struct remote_req *r, const char *p, size_t n)
 	return n;
 }
 
+static int write_at(int fd, const char *p, size_t n, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t w = pwrite(fd, p + done, n - done, (off_t)(off + done));
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+/* Write what the request's buffer holds at its place in op->fd. */
+static int wbuf_flush(struct remote_req *r)
+{
+	int rc;
+
+	if (!r->wlen)
+		return 0;
+	rc = write_at(r->op->fd, r->wbuf, r->wlen, r->off + r->wrote);
+	if (rc < 0)
+		return rc;
+	r->wrote += r->wlen;
+	r->wlen = 0;
+	return 0;
+}
+
+/* Make room in a full buffer: grow it, or write it out at its largest. */
+static int wbuf_grow(struct remote_req *r)
+{
+	size_t cap;
+	char *nb;
+
+	if (r->wcap == WBUF_MAX)
+		return wbuf_flush(r);
+	cap = r->wcap ? r->wcap * 2 : WBUF_MIN;
+	if (cap > WBUF_MAX)
+		cap = WBUF_MAX;
+	nb = realloc(r->wbuf, cap);
+	if (!nb)
+		return -ENOMEM;
+	r->wbuf = nb;
+	r->wcap = cap;
+	return 0;
+}
+
 static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
 {
 	struct remote_req *r = arg;
@@ -393,15 +446,31 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
 		return 0;
 	}
 	while (done < n) {
-		ssize_t w = pwrite(op->fd, p + done, n - done, (off_t)(r->off + r->got + done));
+		size_t k;
 
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			r->werr = -errno;
-			return 0;
+		if (r->wlen == r->wcap && wbuf_grow(r) < 0) {
+			/* no buffer to be had: straight to the file */
+			rc = wbuf_flush(r);
+			if (rc == 0)
+				rc = write_at(op->fd, p + done, n - done, r->off + r->wrote);
+			if (rc < 0) {
+				r->werr = rc;
+				return 0;
+			}
+			r->wrote += n - done;
+			break;
 		}
-		done += (size_t)w;
+		k = r->wcap - r->wlen < n - done ? r->wcap - r->wlen : n - done;
+		memcpy(r->wbuf + r->wlen, p + done, k);
+		r->wlen += k;
+		done += k;
+		if (r->wlen == r->wcap && r->wcap == WBUF_MAX) {
+			rc = wbuf_flush(r);
+			if (rc < 0) {
+				r->werr = rc;
+				return 0;
+			}
+		}
 	}
 	if (r->hash)
 		XXH3_64bits_update(op->xx, p, n);
@@ -473,8 +542,13 @@ static void xfer_done(struct curl_xfer *x, CURLcode rc)
 
 	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r->status);
 	if (rc == CURLE_OK && r->status < 500 && r->status != 429 && r->status != 408) {
+		int frc = r->sink == SINK_FD ? wbuf_flush(r) : 0;
+
 		mark_up(rm);
-		r->done(r, 0, NULL);
+		if (frc < 0)
+			r->done(r, frc, strerror(-frc));
+		else
+			r->done(r, 0, NULL);
 		return;
 	}
 	if (rc == CURLE_WRITE_ERROR && r->werr) {
@@ -551,6 +625,7 @@ void remote_req_free(struct remote_req *r)
 		event_free(r->backoff);
 	curl_slist_free_all(r->hdrs);
 	free(r->body);
+	free(r->wbuf);
 	free(r->url);
 	free(r);
 }
@@ -583,6 +658,8 @@ int remote_req_start(struct remote_req *r)
 	r->blen = 0;
 	r->got = 0;
 	r->werr = 0;
+	r->wlen = 0;
+	r->wrote = 0;
 	r->errbuf[0] = '\0';
 	curl_slist_free_all(r->hdrs);
 	r->hdrs = NULL;

@@ -89,6 +89,14 @@ struct remote_req {
 	size_t blen, bcap;
 	uint64_t got; /* body bytes of this attempt */
 	int werr;     /* why the write callback stopped the transfer */
+	/*
+	 * SINK_FD: bytes of this attempt not yet written, and how many were.
+	 * Written in large pieces, the cache file's pages come in large folios,
+	 * which every later read of it copies faster.
+	 */
+	char *wbuf;
+	size_t wlen, wcap;
+	uint64_t wrote;
 	char errbuf[CURL_ERROR_SIZE];
 	struct curl_slist *hdrs;
 	/*
