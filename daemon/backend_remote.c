@@ -1090,9 +1090,14 @@ static void single_done(struct remote_req *r, int rc, const char *cause)
 	get_finish_ok(op, XXH3_64bits_digest(op->xx));
 }
 
-static void single_start(struct remote_op *op)
+/*
+ * Start the op's one whole-object GET into its file, hashed as it comes:
+ * @blind for the first range of an object not yet described.
+ */
+static void whole_start(struct remote_op *op, bool blind,
+			void (*done)(struct remote_req *r, int rc, const char *cause))
 {
-	struct remote_req *r = remote_req_new(op, op->url, single_done);
+	struct remote_req *r = remote_req_new(op, op->url, done);
 	int rc;
 
 	if (!r) {
@@ -1102,12 +1107,23 @@ static void single_start(struct remote_op *op)
 	op->req = r;
 	r->sink = SINK_FD;
 	r->off = 0;
-	r->len = op->want.size;
 	r->hash = true;
-	r->if_match = op->want.etag;
+	if (blind) {
+		r->ranged = true;
+		r->blind = true;
+		r->len = cfg_of(op->rm)->fetch.chunk_size;
+	} else {
+		r->len = op->want.size;
+		r->if_match = op->want.etag;
+	}
 	rc = remote_req_start(r);
 	if (rc < 0)
 		remote_op_finish(op, rc, "cannot start a request to %s", op->rm->host);
+}
+
+static void single_start(struct remote_op *op)
+{
+	whole_start(op, false, single_done);
 }
 
 /* Where chunk @c lies in the object (see struct remote_op). */
@@ -1410,23 +1426,7 @@ static void blind_done(struct remote_req *r, int rc, const char *cause)
 
 static void blind_start(struct remote_op *op)
 {
-	struct remote_req *r = remote_req_new(op, op->url, blind_done);
-	int rc;
-
-	if (!r) {
-		remote_op_finish(op, -ENOMEM, "out of memory");
-		return;
-	}
-	op->req = r;
-	r->sink = SINK_FD;
-	r->ranged = true;
-	r->blind = true;
-	r->off = 0;
-	r->len = cfg_of(op->rm)->fetch.chunk_size;
-	r->hash = true;
-	rc = remote_req_start(r);
-	if (rc < 0)
-		remote_op_finish(op, rc, "cannot start a request to %s", op->rm->host);
+	whole_start(op, true, blind_done);
 }
 
 void remote_get_async(struct mount *m, const char *rel, int fd, struct backend_call *call)

@@ -673,12 +673,29 @@ static bool wants_fd(const struct fetch *f)
 	return false;
 }
 
+/* A new object id and its staging file for @f; fails @f and returns -1 if none. */
+static int stage(struct fetch *f)
+{
+	struct granaryd *d = f->d;
+	int fd;
+
+	f->id = d->next_id++;
+	fd = store_tmp_create(&d->store, f->id);
+	if (fd < 0) {
+		log_errno(LOG_ERR, fd, "cannot create staging file dir=%s", d->store.dir);
+		fetch_fail(f, fd, "cannot create a staging file in the cache");
+		return -1;
+	}
+	f->tmpfd = fd;
+	f->staged = true;
+	return 0;
+}
+
 /* The source is described: admit the object or serve it directly, then copy. */
 static void fetch_described(struct fetch *f)
 {
 	struct granaryd *d = f->d;
 	size_t want;
-	int fd;
 
 	if (d->stopping) {
 		fetch_fail(f, -ECANCELED, "granaryd is shutting down");
@@ -691,15 +708,8 @@ static void fetch_described(struct fetch *f)
 	f->admitted = true;
 	d->reserved += f->v.size;
 	qos_charge(d, &f->slot, f->v.size);
-	f->id = d->next_id++;
-	fd = store_tmp_create(&d->store, f->id);
-	if (fd < 0) {
-		log_errno(LOG_ERR, fd, "cannot create staging file dir=%s", d->store.dir);
-		fetch_fail(f, fd, "cannot create a staging file in the cache");
+	if (stage(f) < 0)
 		return;
-	}
-	f->tmpfd = fd;
-	f->staged = true;
 	want = f->v.size < COPY_CHUNK ? (size_t)f->v.size : COPY_CHUNK;
 	if (want == 0)
 		want = 1;
@@ -842,25 +852,15 @@ static int blind_described(struct backend_call *call, int *fd)
  */
 static void fetch_blind(struct fetch *f)
 {
-	struct granaryd *d = f->d;
-	int fd;
-
-	f->id = d->next_id++;
-	fd = store_tmp_create(&d->store, f->id);
-	if (fd < 0) {
-		log_errno(LOG_ERR, fd, "cannot create staging file dir=%s", d->store.dir);
-		fetch_fail(f, fd, "cannot create a staging file in the cache");
+	if (stage(f) < 0)
 		return;
-	}
-	f->tmpfd = fd;
-	f->staged = true;
 	f->not_kept = false;
 	memset(&f->call, 0, sizeof(f->call));
 	f->call.done = get_done;
 	f->call.described = blind_described;
 	f->call.arg = f;
 	f->call.foreground = f->waiters && f->waiters->foreground;
-	f->m->ops->get_async(f->m, f->rel, fd, &f->call);
+	f->m->ops->get_async(f->m, f->rel, f->tmpfd, &f->call);
 }
 
 static void fetch_source(struct fetch *f);

@@ -14,22 +14,10 @@ import threading
 import time
 
 from harness import GRANARY, PRELOAD, check, item, make_tree, message, run
-from servers import Nginx, Proxy, free_port
+from servers import SMALL_FETCH, Nginx, Proxy, free_port, gets_per_object
 
 LARGE = 3 * 1024 * 1024 + 4321  # over large_threshold: ranged GETs of chunk_size
-FETCH = {"large_threshold": "1M", "chunk_size": "256K", "chunk_parallel": 4, "retries": 4,
-         "timeout": "5s"}
-
-
-def chunks_of(size):
-    """GETs of one cold object: its first range of chunk_size, then the rest (in
-    chunks when it is large, else in one more request)."""
-    chunk = 256 * 1024
-    if size <= chunk:
-        return 1
-    if size >= 1 << 20:
-        return (size + chunk - 1) // chunk
-    return 2
+FETCH = SMALL_FETCH
 
 
 def read_bytes(path):
@@ -151,7 +139,7 @@ def run_all(wd, ng, root, rels):
         heads = [h for h in ng.requests("HEAD") if not h[1].endswith("/")]
         check(not heads, "a cold warm sent %d HEAD(s) of objects: %s" % (len(heads), heads[:3]))
         obj_gets = [g for g in gets if not g[1].endswith("/")]
-        want_gets = sum(chunks_of(os.path.getsize(os.path.join(root, r))) for r in rels)
+        want_gets = sum(gets_per_object(os.path.getsize(os.path.join(root, r))) for r in rels)
         check(len(obj_gets) == want_gets,
               "a cold warm of %d objects made %d object GETs (expected %d)" % (
                   len(rels), len(obj_gets), want_gets))
@@ -226,7 +214,7 @@ def run_all(wd, ng, root, rels):
             seen = [q for q in slow.requests()[n_before:] if q.path == "/" + target]
             heads = [q for q in seen if q.method == "HEAD"]
             gets = [q for q in seen if q.method == "GET"]
-            chunks = chunks_of(len(want))
+            chunks = gets_per_object(len(want))
             check(len(heads) == 0 and len(gets) == chunks,
                   "12 readers of %s: %d HEAD and %d GET at the server (expected 0 and %d)" % (
                       target, len(heads), len(gets), chunks))

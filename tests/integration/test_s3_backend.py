@@ -12,11 +12,10 @@ import subprocess
 import threading
 
 from harness import PRELOAD, check, run
-from servers import S3_KEY, S3_SECRET, Proxy, S3Client, S3rver
+from servers import S3_KEY, S3_SECRET, SMALL_FETCH, Proxy, S3Client, S3rver, gets_per_object
 
 LARGE = 2 * 1024 * 1024 + 777
-FETCH = {"large_threshold": "1M", "chunk_size": "256K", "chunk_parallel": 4, "retries": 4,
-         "timeout": "5s"}
+FETCH = SMALL_FETCH
 
 
 def main(wd):
@@ -25,17 +24,6 @@ def main(wd):
         run_all(wd, s3)
     finally:
         s3.stop()
-
-
-def chunks_of(size):
-    """GETs of one cold object: its first range of chunk_size, then the rest (in
-    chunks when it is large, else in one more request)."""
-    chunk = 256 * 1024
-    if size <= chunk:
-        return 1
-    if size >= 1 << 20:
-        return (size + chunk - 1) // chunk
-    return 2
 
 
 def creds_file(wd, name, text, mode=0o600):
@@ -111,7 +99,7 @@ def run_all(wd, s3):
         heads = [q.path for q in verify.requests("HEAD") if q.path[len("/bucket/"):] in objs]
         check(heads == ["/bucket/val/empty"], "HEADs of a cold warm: %s" % heads[:5])
         obj_gets = [q for q in verify.requests("GET") if "list-type" not in q.target]
-        want_gets = sum(chunks_of(len(data)) for data in objs.values())
+        want_gets = sum(gets_per_object(len(data)) for data in objs.values())
         check(len(obj_gets) == want_gets,
               "a cold warm of %d objects made %d object GETs (expected %d)" % (
                   len(objs), len(obj_gets), want_gets))
@@ -191,7 +179,7 @@ def run_all(wd, s3):
         seen = [q for q in slow.requests() if q.path == "/bucket/" + key]
         heads = sum(1 for q in seen if q.method == "HEAD")
         gets = sum(1 for q in seen if q.method == "GET")
-        chunks = chunks_of(LARGE)
+        chunks = gets_per_object(LARGE)
         check(heads == 0 and gets == chunks, "12 readers: %d HEAD, %d GET (expected 0, %d)" % (
             heads, gets, chunks))
 

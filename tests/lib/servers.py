@@ -31,6 +31,23 @@ S3_KEY = "S3RVER"
 S3_SECRET = "S3RVER"
 
 
+# A remote mount's fetch settings small enough for tests to see every path:
+# the first range, one more request, and parallel chunks of large objects.
+SMALL_FETCH = {"large_threshold": "1M", "chunk_size": "256K", "chunk_parallel": 4, "retries": 4,
+               "timeout": "5s"}
+
+
+def gets_per_object(size):
+    """GETs of one cold object under SMALL_FETCH: its first range of chunk_size,
+    then the rest (in chunks when it is large, else in one more request)."""
+    chunk = 256 * 1024
+    if size <= chunk:
+        return 1
+    if size >= 1 << 20:
+        return (size + chunk - 1) // chunk
+    return 2
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
