@@ -1517,6 +1517,7 @@ static int fx_find(const char *abs, const struct preload_hit *hit, struct fx_vie
 		   struct proto_fx_slot *slot, uint64_t *at)
 {
 	uint64_t k1, k2;
+	int rc;
 
 	if (g.fast_off || !(hit->flags & PROTO_F_MOUNT_FAST))
 		return 0;
@@ -1533,7 +1534,11 @@ static int fx_find(const char *abs, const struct preload_hit *hit, struct fx_vie
 		    __atomic_load_n(&g.fail_epoch, __ATOMIC_ACQUIRE))
 		return 0;
 	preload_fx_keys(abs, strlen(abs), &k1, &k2);
-	return preload_fx_lookup(v->slots, v->nslots, k1, k2, hit->order, slot, at);
+	rc = preload_fx_lookup(v->slots, v->nslots, k1, k2, hit->order, slot, at);
+	/* a ttl mount's copy past its ttl: the daemon revalidates it */
+	if (rc == 1 && !preload_fx_fresh(slot, hit->ttl_ns, mono_ns()))
+		return 0;
+	return rc;
 }
 
 /*

@@ -196,8 +196,14 @@ int preload_mounts_parse(struct preload_mounts *t, const void *msg, size_t len)
 			m->len = (uint32_t)strlen(dst);
 			m->backend = 0;
 			m->flags = 0;
+			m->ttl_ns = 0;
 			m->order = order - 1;
 			t->used += m->len + 1;
+			continue;
+		}
+		if (cur >= 0 && item.tag == PROTO_T_TTL) {
+			if (proto_item_u64(&item, &t->m[cur].ttl_ns) < 0)
+				return -EBADMSG;
 			continue;
 		}
 		if (cur < 0 || (item.tag != PROTO_T_BACKEND && item.tag != PROTO_T_FLAGS))
@@ -243,6 +249,7 @@ bool preload_mounts_match(const struct preload_mounts *t, const char *path, stru
 		hit->order = m->order;
 		hit->backend = m->backend;
 		hit->flags = m->flags;
+		hit->ttl_ns = m->ttl_ns;
 	}
 	hit->index = best;
 	return best >= 0;
@@ -314,10 +321,10 @@ static int fx_slot_copy(const struct proto_fx_slot *s, struct proto_fx_slot *out
 		out->mode = __atomic_load_n(&s->mode, __ATOMIC_RELAXED);
 		out->uid = __atomic_load_n(&s->uid, __ATOMIC_RELAXED);
 		out->gid = __atomic_load_n(&s->gid, __ATOMIC_RELAXED);
+		out->validated_s = __atomic_load_n(&s->validated_s, __ATOMIC_RELAXED);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&s->seq, __ATOMIC_RELAXED) == s1) {
 			out->seq = s1;
-			out->reserved = 0;
 			return 0;
 		}
 	}
@@ -347,6 +354,17 @@ int preload_fx_lookup(const struct proto_fx_slot *slots, uint64_t nslots, uint64
 		return 1;
 	}
 	return 0;
+}
+
+bool preload_fx_fresh(const struct proto_fx_slot *slot, uint64_t ttl_ns, int64_t now_ns)
+{
+	int64_t at = (int64_t)slot->validated_s * 1000000000LL;
+
+	if (!ttl_ns)
+		return true;
+	if (!slot->validated_s)
+		return false; /* not validated since the daemon started */
+	return now_ns >= at && (uint64_t)(now_ns - at) < ttl_ns;
 }
 
 bool preload_fx_same(const struct proto_fx_slot *slot, const struct stat *st)

@@ -28,6 +28,8 @@ struct preload_mount {
 	uint32_t backend; /* enum proto_backend */
 	uint32_t flags;	  /* PROTO_F_MOUNT_* */
 	uint32_t order;	  /* position in HELLO's reply, skipped mounts included */
+	uint32_t pad;
+	uint64_t ttl_ns; /* consistency ttl, 0 when none */
 };
 
 /*
@@ -49,6 +51,7 @@ struct preload_hit {
 	uint32_t backend;
 	uint32_t flags;
 	uint32_t seq; /* the shim's table sequence when matched (preload_daemon.c) */
+	uint64_t ttl_ns;
 };
 
 /* A source file's attributes as the daemon reports them. */
@@ -165,6 +168,15 @@ int preload_fx_lookup(const struct proto_fx_slot *slots, uint64_t nslots, uint64
  * mtime, inode, mode, owner and group all equal.
  */
 bool preload_fx_same(const struct proto_fx_slot *slot, const struct stat *st);
+
+/*
+ * Whether a slot of a mount with consistency ttl @ttl_ns (0: none) may be
+ * served without asking the daemon at CLOCK_MONOTONIC @now_ns: validated
+ * less than the ttl ago. The slot keeps whole seconds, rounded down, so the
+ * copy may expire up to a second early, never late; 0 means not validated
+ * since the daemon started (a restored object), never fresh.
+ */
+bool preload_fx_fresh(const struct proto_fx_slot *slot, uint64_t ttl_ns, int64_t now_ns);
 
 /* The cache file's name under objects/ for @id: "xx/<16 hex digits>". @out >= 20 bytes. */
 void preload_fx_name(uint64_t id, char *out);

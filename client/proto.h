@@ -82,6 +82,7 @@ enum proto_tag {
 	PROTO_T_CACHED = 20,  /* u32: 1 when a valid copy is in the cache */
 	PROTO_T_INO = 21,     /* u64 inode of the source where it has one */
 	PROTO_T_SLOTS = 22,   /* array of struct proto_fx_access */
+	PROTO_T_TTL = 23,     /* u64 ns: a HELLO mount's consistency ttl */
 };
 
 /* PROTO_T_FLAGS of OPEN */
@@ -140,7 +141,7 @@ struct proto_fx_slot {
 	uint32_t mode; /* the source's st_mode, uid and gid */
 	uint32_t uid;
 	uint32_t gid;
-	uint32_t reserved;
+	uint32_t validated_s; /* CLOCK_MONOTONIC seconds of the last validation */
 };
 
 /* One read served by the fast path, reported in PROTO_ACCESS's SLOTS item. */

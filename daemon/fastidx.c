@@ -131,6 +131,7 @@ static void slot_write(struct proto_fx_slot *s, const struct proto_fx_slot *v)
 	__atomic_store_n(&s->mode, v->mode, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->uid, v->uid, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->gid, v->gid, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->validated_s, v->validated_s, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->seq, seq + 2, __ATOMIC_RELEASE);
 }
 
@@ -182,6 +183,7 @@ void fastidx_put(struct fastidx *fx, struct object *o, uint32_t mount_index)
 	v.mode = o->v.mode;
 	v.uid = o->v.uid;
 	v.gid = o->v.gid;
+	v.validated_s = o->validated_ns > 0 ? (uint32_t)(o->validated_ns / 1000000000LL) : 0;
 	if (!fx->objs[at])
 		fx->used++;
 	else

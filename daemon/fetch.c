@@ -172,11 +172,12 @@ bool fetch_fast_eligible(const struct mount *m)
 	if (cm->backend == CONFIG_BACKEND_POSIX)
 		return true;
 	/*
-	 * Object stores: no original to check, so only what is never checked
-	 * again (immutable), and only when anyone may read it: an allow list
-	 * needs the daemon to look at the caller.
+	 * Object stores: no original to check, so only what is not checked again
+	 * (immutable) or not before its ttl (the slot says when it was last
+	 * validated; clients ask the daemon past it), and only when anyone may
+	 * read it: an allow list needs the daemon to look at the caller.
 	 */
-	return cm->consistency == CONFIG_CONSISTENCY_IMMUTABLE && !cm->n_allow_uids &&
+	return cm->consistency != CONFIG_CONSISTENCY_STRICT && !cm->n_allow_uids &&
 	       !cm->n_allow_gids;
 }
 
@@ -1010,6 +1011,8 @@ static void validated(struct validate *v)
 		w->done(w, NULL, -1, v->access, "the caller may not read the source",
 			PROTO_SRC_LOCAL);
 	} else if (v->type == PROTO_FT_REG && backend_same_version(&o->v, &v->v)) {
+		bool republish = o->mount->cfg->consistency == CONFIG_CONSISTENCY_TTL;
+
 		o->validated_ns = granaryd_now_ns();
 		if (o->v.mode != v->v.mode || o->v.uid != v->v.uid || o->v.gid != v->v.gid) {
 			/* permissions changed, the content did not: follow them */
@@ -1017,8 +1020,11 @@ static void validated(struct validate *v)
 			o->v.uid = v->v.uid;
 			o->v.gid = v->v.gid;
 			store_object_set_owner(&d->store, o->id, &o->v);
-			fetch_publish(d, o);
+			republish = true;
 		}
+		/* a ttl mount's slot carries the validation time: clients count from it */
+		if (republish)
+			fetch_publish(d, o);
 		answer_hit(d, o, w);
 	} else {
 		d->c.refetches_changed++;

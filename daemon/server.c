@@ -1203,6 +1203,10 @@ static void handle_hello(struct conn *c, struct parsed *p)
 		proto_put_str(b, PROTO_T_MOUNT, cm->path);
 		proto_put_u32(b, PROTO_T_BACKEND, (uint32_t)cm->backend);
 		proto_put_u32(b, PROTO_T_FLAGS, flags);
+		/* NAS mounts compare the original instead; object stores count the ttl */
+		if (cm->backend != CONFIG_BACKEND_POSIX &&
+		    cm->consistency == CONFIG_CONSISTENCY_TTL)
+			proto_put_u64(b, PROTO_T_TTL, cm->ttl_ns);
 	}
 	conn_send2(c, b->data, b->len, ifd, dfd);
 }

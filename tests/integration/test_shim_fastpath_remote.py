@@ -7,19 +7,24 @@ fast path shows what the socket path shows (the object's size, its
 Last-Modified, mode 0444, the same inode number). On a strict mount (the
 daemon checks each open against the server) and on an immutable mount with
 allow_uids (the daemon must look at the caller) every open still takes the
-socket: a listed uid reads, an unlisted one gets EACCES.
+socket: a listed uid reads, an unlisted one gets EACCES. On a ttl mount the
+fast path serves a copy validated less than the ttl ago; past it every open
+goes to the daemon, which revalidates (a changed object is fetched again and
+its new bytes read), and the copies are served from the index again.
 """
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 
 from harness import DEBIAN_PYTHON, PRELOAD, check, make_tree, run
 from servers import Nginx
 
 BASE = "/granary-fastremote"
 LISTED_UID = 4242
+TTL_S = 6
 
 # Runs under LD_PRELOAD; prints one JSON object: per file its digest, the
 # fstat of the descriptor and the stat of the path (or the errno name).
@@ -83,6 +88,62 @@ def wait_fast(d, before, want, timeout=10):
         time.sleep(0.05)
 
 
+def ttl_mount(d, ng, www, rels, digest):
+    """The ttl mount: fast within the ttl, revalidated by the daemon past it. The
+    server's copy of rels[0] changes (the immutable mounts keep the old one)."""
+    ttl = [BASE + "/ttl/" + r for r in rels[:20]]
+    digest = dict(digest)
+
+    def fresh_read(what):
+        # validated (fetched or revalidated) just now, so read before the ttl ends;
+        # on a machine too slow for that, validate and read again
+        for attempt in range(3):
+            t0 = time.monotonic()
+            d.cli("warm", *ttl, "--quiet", check_rc=0)
+            n_ng, c0 = len(ng.requests()), counters(d)
+            got = reader(d, ttl)
+            took = time.monotonic() - t0
+            for rel, path in zip(rels, ttl):
+                check(got[path][:2] == ["ok", digest[rel]], "%s, %s: %s" % (
+                    what, path, got[path][:2]))
+            if took < TTL_S - 1.5:
+                c1 = wait_fast(d, c0, len(ttl))
+                check(delta(c1, c0, "fast_hits") == len(ttl),
+                      "%s: %d fast hits for %d reads within the ttl" % (
+                          what, delta(c1, c0, "fast_hits"), len(ttl)))
+                check(len(ng.requests()) == n_ng, "%s: reads within the ttl reached the "
+                      "server: %s" % (what, ng.requests()[n_ng:][:3]))
+                return
+            print("NOTE: %s took %.1f s, over the ttl; again" % (what, took))
+        check(False, "%s: never read within the %d s ttl" % (what, TTL_S))
+
+    fresh_read("ttl mount, just fetched")
+    # the server's copy of one object changes; past the ttl every open asks the daemon
+    changed = os.path.join(www, rels[0])
+    with open(changed, "r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]) if first else b"x")
+    st = os.stat(changed)
+    os.utime(changed, (st.st_atime + 100, st.st_mtime + 100))  # a new ETag
+    with open(changed, "rb") as f:
+        digest[rels[0]] = hashlib.sha256(f.read()).hexdigest()
+    time.sleep(TTL_S + 1.5)
+    n_ng, c0 = len(ng.requests()), counters(d)
+    got = reader(d, ttl)
+    for rel, path in zip(rels, ttl):
+        check(got[path][:2] == ["ok", digest[rel]], "past the ttl, %s: %s" % (
+            path, got[path][:2]))
+    c1 = counters(d)
+    check(delta(c1, c0, "fast_hits") == 0, "past the ttl: %d fast hits" %
+          delta(c1, c0, "fast_hits"))
+    check(len(ng.requests()) - n_ng >= len(ttl), "past the ttl: %d requests to the server "
+          "for %d opens" % (len(ng.requests()) - n_ng, len(ttl)))
+    fresh_read("ttl mount, revalidated")
+    print("ttl mount: fast within the %d s ttl, revalidated past it, the changed object "
+          "read anew" % TTL_S)
+
+
 def main(wd):
     os.chmod(wd.path, 0o755)  # other uids reach the socket
     www = os.path.join(wd.path, "www")
@@ -104,6 +165,8 @@ def main(wd):
         {"path": BASE + "/strict", "backend": "http", "url": ng.url, "consistency": "strict"},
         {"path": BASE + "/allow", "backend": "http", "url": ng.url, "consistency": "immutable",
          "allow_uids": [LISTED_UID]},
+        {"path": BASE + "/ttl", "backend": "http", "url": ng.url,
+         "consistency": "ttl", "ttl": "%ds" % TTL_S},
     ], socket_mode="0666")
     d.start()
     try:
@@ -169,6 +232,8 @@ def main(wd):
         check(delta(c1, c0, "fast_hits") == 0 and delta(c1, c0, "hits") == len(strict),
               "strict mount: %d fast hits, %d hits for %d reads" % (
                   delta(c1, c0, "fast_hits"), delta(c1, c0, "hits"), len(strict)))
+
+        ttl_mount(d, ng, www, rels, digest)
 
         # ---- allow_uids: the socket, the caller checked ----
         allow = [BASE + "/allow/" + r for r in rels[:10]]

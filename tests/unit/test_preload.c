@@ -190,6 +190,7 @@ static void test_mounts_parse(void **state)
 	hello_mount("/mnt/nas/datasets", PROTO_BE_POSIX, PROTO_F_MOUNT_FAILOPEN);
 	hello_mount("/granary//imagenet/", PROTO_BE_S3, 0);
 	hello_mount("/granary/coco", PROTO_BE_HTTP, 0);
+	assert_int_equal(proto_put_u64(&msg, PROTO_T_TTL, 60000000000ull), 0);
 	assert_int_equal(preload_mounts_parse(&table, msg.data, msg.len), 0);
 	assert_int_equal(table.n, 3);
 	assert_string_equal(preload_mounts_path(&table, 0), "/mnt/nas/datasets");
@@ -201,6 +202,10 @@ static void test_mounts_parse(void **state)
 	assert_int_equal(table.m[1].flags, 0);
 	assert_string_equal(preload_mounts_path(&table, 2), "/granary/coco");
 	assert_int_equal(table.m[2].order, 2);
+	/* a ttl belongs to the mount before it; the others have none */
+	assert_int_equal(table.m[2].ttl_ns, 60000000000ull);
+	assert_int_equal(table.m[0].ttl_ns, 0);
+	assert_int_equal(table.m[1].ttl_ns, 0);
 	assert_string_equal(preload_mounts_path(&table, 3), "");
 	assert_string_equal(preload_mounts_path(&table, -1), "");
 
@@ -208,6 +213,27 @@ static void test_mounts_parse(void **state)
 	hello_begin(0);
 	assert_int_equal(preload_mounts_parse(&table, msg.data, msg.len), 0);
 	assert_int_equal(table.n, 0);
+}
+
+static void test_fx_fresh(void **state)
+{
+	struct proto_fx_slot slot = {.validated_s = 1000};
+	const int64_t s = 1000000000LL;
+
+	(void)state;
+	/* no ttl: always */
+	assert_true(preload_fx_fresh(&slot, 0, 5000 * s));
+	/* validated at 1000 s, ttl 60 s: fresh until 1060 s, not at it */
+	assert_true(preload_fx_fresh(&slot, 60 * s, 1000 * s));
+	assert_true(preload_fx_fresh(&slot, 60 * s, 1059 * s + 999999999));
+	assert_false(preload_fx_fresh(&slot, 60 * s, 1060 * s));
+	assert_false(preload_fx_fresh(&slot, 60 * s, 99999 * s));
+	/* a clock before the validation (another boot's slot): not fresh */
+	assert_false(preload_fx_fresh(&slot, 60 * s, 999 * s));
+	/* never validated since the daemon started */
+	slot.validated_s = 0;
+	assert_false(preload_fx_fresh(&slot, 60 * s, 10 * s));
+	assert_true(preload_fx_fresh(&slot, 0, 10 * s));
 }
 
 static void test_mounts_parse_errors(void **state)
@@ -879,7 +905,8 @@ int main(void)
 		cmocka_unit_test(test_fx_path_as_sent), cmocka_unit_test(test_fx_lookup),
 		cmocka_unit_test(test_fx_probe),	cmocka_unit_test(test_fx_torn),
 		cmocka_unit_test(test_fx_torn_race),	cmocka_unit_test(test_fx_check),
-		cmocka_unit_test(test_fx_same_name),	cmocka_unit_test(test_fx_daemon_index),
+		cmocka_unit_test(test_fx_same_name),	cmocka_unit_test(test_fx_fresh),
+		cmocka_unit_test(test_fx_daemon_index),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
