@@ -1194,7 +1194,7 @@ static void handle_hello(struct conn *c, struct parsed *p)
 
 		if (cm->backend == CONFIG_BACKEND_POSIX) {
 			flags |= PROTO_F_MOUNT_FAILOPEN;
-			if (cm->consistency != CONFIG_CONSISTENCY_IMMUTABLE)
+			if (cm->consistency == CONFIG_CONSISTENCY_STRICT)
 				flags |= PROTO_F_MOUNT_STRICT;
 		}
 		/* an object-store mount has no original: the index entry alone decides */
@@ -1203,9 +1203,8 @@ static void handle_hello(struct conn *c, struct parsed *p)
 		proto_put_str(b, PROTO_T_MOUNT, cm->path);
 		proto_put_u32(b, PROTO_T_BACKEND, (uint32_t)cm->backend);
 		proto_put_u32(b, PROTO_T_FLAGS, flags);
-		/* NAS mounts compare the original instead; object stores count the ttl */
-		if (cm->backend != CONFIG_BACKEND_POSIX &&
-		    cm->consistency == CONFIG_CONSISTENCY_TTL)
+		/* the fast path serves a copy validated less than the ttl ago */
+		if (cm->consistency == CONFIG_CONSISTENCY_TTL)
 			proto_put_u64(b, PROTO_T_TTL, cm->ttl_ns);
 	}
 	conn_send2(c, b->data, b->len, ifd, dfd);
