@@ -1536,7 +1536,7 @@ static int fx_find(const char *abs, const struct preload_hit *hit, struct fx_vie
 	preload_fx_keys(abs, strlen(abs), &k1, &k2);
 	rc = preload_fx_lookup(v->slots, v->nslots, k1, k2, hit->order, slot, at);
 	/* a ttl mount's copy past its ttl: the daemon revalidates it */
-	if (rc == 1 && !preload_fx_fresh(slot, hit->ttl_ns, mono_ns()))
+	if (rc == 1 && hit->ttl_ns && !preload_fx_fresh(slot, hit->ttl_ns, mono_ns()))
 		return 0;
 	return rc;
 }

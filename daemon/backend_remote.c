@@ -399,23 +399,27 @@ static int wbuf_flush(struct remote_req *r)
 	return 0;
 }
 
-/* Make room in a full buffer: grow it, or write it out at its largest. */
-static int wbuf_grow(struct remote_req *r)
+/*
+ * Make room in a full buffer: grow it, else (at its largest, or no memory
+ * to grow) write out what it holds. A request that never had a buffer is
+ * left with none, and its bytes go straight to the file.
+ */
+static int wbuf_room(struct remote_req *r)
 {
-	size_t cap;
-	char *nb;
+	if (r->wcap < WBUF_MAX) {
+		size_t cap = r->wcap ? r->wcap * 2 : WBUF_MIN;
+		char *nb;
 
-	if (r->wcap == WBUF_MAX)
-		return wbuf_flush(r);
-	cap = r->wcap ? r->wcap * 2 : WBUF_MIN;
-	if (cap > WBUF_MAX)
-		cap = WBUF_MAX;
-	nb = realloc(r->wbuf, cap);
-	if (!nb)
-		return -ENOMEM;
-	r->wbuf = nb;
-	r->wcap = cap;
-	return 0;
+		if (cap > WBUF_MAX)
+			cap = WBUF_MAX;
+		nb = realloc(r->wbuf, cap);
+		if (nb) {
+			r->wbuf = nb;
+			r->wcap = cap;
+			return 0;
+		}
+	}
+	return wbuf_flush(r);
 }
 
 static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
@@ -448,15 +452,14 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
 	while (done < n) {
 		size_t k;
 
-		if (r->wlen == r->wcap && wbuf_grow(r) < 0) {
-			/* no buffer to be had: straight to the file */
-			rc = wbuf_flush(r);
-			if (rc == 0)
-				rc = write_at(op->fd, p + done, n - done, r->off + r->wrote);
-			if (rc < 0) {
-				r->werr = rc;
-				return 0;
-			}
+		rc = r->wlen == r->wcap ? wbuf_room(r) : 0;
+		if (rc == 0 && !r->wcap) /* no buffer to be had: straight to the file */
+			rc = write_at(op->fd, p + done, n - done, r->off + r->wrote);
+		if (rc < 0) {
+			r->werr = rc;
+			return 0;
+		}
+		if (!r->wcap) {
 			r->wrote += n - done;
 			break;
 		}
@@ -464,13 +467,6 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
 		memcpy(r->wbuf + r->wlen, p + done, k);
 		r->wlen += k;
 		done += k;
-		if (r->wlen == r->wcap && r->wcap == WBUF_MAX) {
-			rc = wbuf_flush(r);
-			if (rc < 0) {
-				r->werr = rc;
-				return 0;
-			}
-		}
 	}
 	if (r->hash)
 		XXH3_64bits_update(op->xx, p, n);
