@@ -17,9 +17,9 @@
 #include <sys/types.h>
 
 #define CONFIG_MAX_MOUNTS 64
-#define CONFIG_MAX_IDS    64
+#define CONFIG_MAX_IDS	  64
 #define CONFIG_MAX_PEERS  64
-#define CONFIG_ERR_MAX    512
+#define CONFIG_ERR_MAX	  512
 
 enum config_backend {
 	CONFIG_BACKEND_POSIX = 1, /* same values as enum proto_backend */
@@ -50,7 +50,7 @@ enum config_placement {
 };
 
 enum config_large {
-	CONFIG_LARGE_WHOLE = 0,  /* fetch whole before handing out */
+	CONFIG_LARGE_WHOLE = 0,	 /* fetch whole before handing out */
 	CONFIG_LARGE_DIRECT = 1, /* posix: open the source while fetching behind */
 };
 
@@ -62,22 +62,23 @@ enum config_log_level {
 };
 
 struct config_mount {
-	char *path;    /* where trainers open files; normalised, absolute */
-	char *source;  /* posix: directory read from (default: path) */
-	char *url;     /* http, s3: base URL ending in '/' */
-	char *region;  /* s3 */
+	char *path;		/* where trainers open files; normalised, absolute */
+	char *source;		/* posix: directory read from (default: path) */
+	char *url;		/* http, s3: base URL ending in '/' */
+	char *region;		/* s3 */
 	char *credentials_file; /* s3: mode 0600 file */
-	bool path_style;        /* s3: path-style addressing (default true) */
-	char *dataset; /* dataset name for epochs (default: path) */
+	bool path_style;	/* s3: path-style addressing (default true) */
+	char *dataset;		/* dataset name for epochs (default: path) */
 	enum config_backend backend;
 	enum config_consistency consistency;
-	uint64_t ttl_ns;                 /* consistency: ttl */
+	uint64_t ttl_ns;		 /* consistency: ttl */
 	enum config_placement placement; /* peers */
-	enum config_large large;         /* objects >= fetch.large_threshold */
+	enum config_large large;	 /* objects >= fetch.large_threshold */
 	size_t n_allow_uids, n_allow_gids;
 	uid_t allow_uids[CONFIG_MAX_IDS]; /* object stores: who may read */
 	gid_t allow_gids[CONFIG_MAX_IDS];
-	int line; /* where it was defined, for messages */
+	bool allow_unsafe_path; /* posix: accept a source others could move */
+	int line;		/* where it was defined, for messages */
 };
 
 struct config_peer {
@@ -102,29 +103,45 @@ struct config {
 	} cache;
 
 	struct {
-		char *eviction; /* "epoch" or "lru" */
+		char *eviction;		  /* "epoch" or "lru" */
 		uint32_t prefetch_window; /* objects kept in flight ahead of a hint */
 	} policy;
 
 	struct {
-		uint32_t workers;       /* blocking-work thread pool size */
-		uint32_t max_parallel;  /* backend fetches in flight, all mounts */
-		uint32_t fg_reserved;   /* slots kept for foreground misses */
-		uint64_t bg_rate;       /* background bytes/s, 0 = unlimited */
-		uint64_t timeout_ns;    /* per request */
+		uint32_t workers;      /* blocking-work thread pool size */
+		uint32_t max_parallel; /* backend fetches in flight, all mounts */
+		uint32_t fg_reserved;  /* slots kept for foreground misses */
+		uint64_t bg_rate;      /* background bytes/s, 0 = unlimited */
+		uint64_t timeout_ns;   /* per request */
 		uint32_t retries;
-		uint64_t chunk_size;      /* ranged GET size */
+		uint64_t chunk_size;	  /* ranged GET size */
 		uint32_t chunk_parallel;  /* ranged GETs per object */
 		uint64_t large_threshold; /* bytes */
-		uint32_t connections;     /* per backend host */
+		uint32_t connections;	  /* per backend host */
 	} fetch;
+
+	struct {
+		size_t n_admin_gids;
+		gid_t admin_gids[CONFIG_MAX_IDS]; /* besides root: admin verbs */
+		uint64_t recheck_ns;		  /* rights of public copies checked again */
+		uint64_t steer_idle_ns;		  /* a dataset's steerer holds it this long */
+	} access;
+
+	struct {
+		uint32_t connections; /* all users */
+		uint32_t connections_per_uid;
+		uint32_t requests_per_connection; /* in flight */
+		uint32_t requests_per_uid;
+		uint32_t reply_queue;	  /* unread replies per connection */
+		uint64_t idle_timeout_ns; /* 0: never */
+	} limits;
 
 	struct {
 		char *self;
 		char *provider;
 		char *secret_file;
 		uint64_t heartbeat_ns;
-		uint32_t miss_limit; /* heartbeats missed before a peer is down */
+		uint32_t miss_limit;		 /* heartbeats missed before a peer is down */
 		enum config_placement placement; /* for mounts that do not set one */
 		size_t n_nodes;
 		struct config_peer nodes[CONFIG_MAX_PEERS];

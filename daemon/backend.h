@@ -16,9 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "caller.h"
 #include "granaryd.h"
-
-struct caller;
 
 struct backend_dirent {
 	char name[256];
@@ -69,22 +68,37 @@ struct backend_ops {
 	 */
 	int (*open)(struct mount *m, const char *rel, int *fd, struct validator *v, char *err,
 		    size_t errsz);
-	/* Describe the object or directory without opening it. */
-	int (*stat)(struct mount *m, const char *rel, struct validator *v, int *type, char *err,
-		    size_t errsz);
+	/*
+	 * Describe the object or directory without opening it, as @who would
+	 * see it (NULL: as the daemon): a caller who may not search the way
+	 * gets the kernel's -EACCES.
+	 */
+	int (*stat)(struct mount *m, const char *rel, const struct caller *who, struct validator *v,
+		    int *type, char *err, size_t errsz);
 	/*
 	 * List the directory @rel in name order, the entries after @after (""
-	 * for the first), calling @fn until it returns non-zero.
+	 * for the first), calling @fn until it returns non-zero; as @who
+	 * would list it (NULL: as the daemon).
 	 */
-	int (*list)(struct mount *m, const char *rel, const char *after,
+	int (*list)(struct mount *m, const char *rel, const struct caller *who, const char *after,
 		    int (*fn)(const struct backend_dirent *de, void *arg), void *arg, char *err,
 		    size_t errsz);
 
 	/*
-	 * Optional, blocking: may @who read @rel, as the kernel would decide
-	 * for that caller (directories on the way included)? 0 or -EACCES.
+	 * Blocking: open @rel for reading as @who, describe what was opened in
+	 * @seen (size, mtime, inode, owner, mode) and close it. 0, or the
+	 * -errno the caller would get from the source itself (-EACCES when
+	 * acting as @who fails). The decision binds to @seen: what is served
+	 * afterwards must be that same version of that same file.
 	 */
-	int (*access)(struct mount *m, const char *rel, const struct caller *who);
+	int (*check)(struct mount *m, const char *rel, const struct caller *who,
+		     struct validator *seen, char *err, size_t errsz);
+	/*
+	 * Blocking, as the daemon: like stat, and also say in v->restricted
+	 * whether a copy must stay private (validation, the rights re-check).
+	 */
+	int (*describe)(struct mount *m, const char *rel, struct validator *v, int *type, char *err,
+			size_t errsz);
 
 	/*
 	 * Remote backends (http, s3) implement these instead of open, stat and

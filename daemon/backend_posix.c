@@ -8,15 +8,18 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "caller.h"
 #include "fetch.h"
 #include "log.h"
 #include "proto.h"
@@ -38,15 +41,83 @@ static int posix_root(struct posix_mount *pm)
 	return fd < 0 ? -errno : fd;
 }
 
+/*
+ * Could anyone but root or the daemon change where @path leads? Each name on
+ * it (symlinks too) must belong to root or the daemon, and each directory
+ * must be writable by no one else, or be sticky with the next name already
+ * there (then only its owner may replace it). Returns 0, or -EPERM with the
+ * reason in @why. A missing tail is judged by its parent.
+ */
+static int path_unsafe(const char *path, char *why, size_t whysz)
+{
+	char p[PATH_MAX];
+	uid_t me = geteuid();
+	struct stat sb, parent = {.st_mode = S_IFDIR | 0755};
+	size_t i, n = strlen(path);
+
+	if (n >= sizeof(p))
+		return 0;
+	memcpy(p, path, n + 1);
+	for (i = 1; i <= n; i++) {
+		if (p[i] != '/' && p[i] != '\0')
+			continue;
+		p[i] = '\0';
+		if (lstat(p, &sb) < 0) {
+			if ((parent.st_mode & 022) && !(parent.st_mode & S_ISVTX)) {
+				snprintf(why, whysz, "%s does not exist and others may create it",
+					 p);
+				return -EPERM;
+			}
+			if (parent.st_mode & S_ISVTX) {
+				snprintf(
+					why, whysz,
+					"%s does not exist and any user may create it in its sticky parent",
+					p);
+				return -EPERM;
+			}
+			return 0;
+		}
+		if (sb.st_uid != 0 && sb.st_uid != me) {
+			snprintf(why, whysz,
+				 "%s belongs to uid %u, who can change what it leads to", p,
+				 (unsigned)sb.st_uid);
+			return -EPERM;
+		}
+		if (S_ISDIR(sb.st_mode) && (sb.st_mode & 022) && !(sb.st_mode & S_ISVTX) && i < n) {
+			snprintf(why, whysz,
+				 "%s is writable by others, who can replace what is in it", p);
+			return -EPERM;
+		}
+		parent = sb;
+		if (i < n)
+			p[i] = '/';
+	}
+	return 0;
+}
+
 static int posix_init(struct mount *m, char *err, size_t errsz)
 {
 	struct posix_mount *pm = calloc(1, sizeof(*pm));
-	int fd;
+	char why[PATH_MAX + 128], real[PATH_MAX];
+	int fd, rc;
 
 	if (!pm)
 		return -ENOMEM;
 	pm->source = m->cfg->source ? m->cfg->source : m->cfg->path;
 	m->priv = pm;
+	/* the source is opened by path on every call: nobody else may move it */
+	rc = path_unsafe(pm->source, why, sizeof(why));
+	if (rc == 0 && realpath(pm->source, real))
+		rc = path_unsafe(real, why, sizeof(why));
+	if (rc < 0 && !m->cfg->allow_unsafe_path) {
+		snprintf(err, errsz,
+			 "source %s is not safe: %s (set allow_unsafe_path: true to accept it)",
+			 pm->source, why);
+		return rc;
+	}
+	if (rc < 0)
+		log_warn("mount source accepted though unsafe mount=%s source=%s why=\"%s\"",
+			 m->cfg->path, pm->source, why);
 	fd = posix_root(pm);
 	if (fd >= 0)
 		close(fd);
@@ -64,6 +135,18 @@ static void posix_fini(struct mount *m)
 {
 	free(m->priv);
 	m->priv = NULL;
+}
+
+/*
+ * Does @path carry a POSIX access ACL beyond its mode bits? Errors other than
+ * "no such attribute" or "not supported" say yes: a copy is only public when
+ * that is certain.
+ */
+static bool has_acl(const char *path)
+{
+	ssize_t n = lgetxattr(path, "system.posix_acl_access", NULL, 0);
+
+	return n >= 0 || (errno != ENODATA && errno != EOPNOTSUPP);
 }
 
 static int open_beneath(int rootfd, const char *rel, uint64_t flags)
@@ -84,28 +167,39 @@ static int open_beneath(int rootfd, const char *rel, uint64_t flags)
 }
 
 /*
- * Is a directory on the way to @rel under the source closed to others (no
- * search bit for "other")? Then the file's own mode bits do not say who may
- * read it, and only a check as the caller does.
+ * May every local user read what @fd holds? Only then can its copy be public
+ * (readable by all through the fast path): its mode gives read to owner,
+ * group and others alike, no access ACL narrows it, and every directory from
+ * it up to "/" may be searched by owner, group and others, with no ACL
+ * either. A mode like 0604 is not public: the file's group is refused. Any
+ * doubt (a path too long, a failed stat) answers no.
  */
-static bool path_restricted(const struct posix_mount *pm, const char *rel)
+static bool posix_public(int fd, const struct stat *sb)
 {
-	char path[8192];
-	struct stat sb;
-	size_t i, n;
+	char link[64], path[PATH_MAX];
+	struct stat st;
+	ssize_t n;
+	size_t i;
 
-	n = (size_t)snprintf(path, sizeof(path), "%s/%s", pm->source, rel);
-	if (n >= sizeof(path))
-		return true;
-	for (i = n; i > 0; i--) {
+	if (!S_ISREG(sb->st_mode) || (sb->st_mode & 0444) != 0444)
+		return false;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n <= 0 || path[0] != '/')
+		return false;
+	path[n] = '\0';
+	if (has_acl(path))
+		return false;
+	for (i = (size_t)n; i > 0; i--) {
 		if (path[i] != '/')
 			continue;
 		path[i] = '\0';
-		if (stat(i ? path : "/", &sb) < 0 || !(sb.st_mode & S_IXOTH))
-			return true;
+		if (lstat(i ? path : "/", &st) < 0 || !S_ISDIR(st.st_mode) ||
+		    (st.st_mode & 0111) != 0111 || has_acl(i ? path : "/"))
+			return false;
 		path[i] = '/';
 	}
-	return stat("/", &sb) < 0 || !(sb.st_mode & S_IXOTH);
+	return true;
 }
 
 static void fill_validator(const struct stat *sb, struct validator *v)
@@ -121,7 +215,8 @@ static void fill_validator(const struct stat *sb, struct validator *v)
 
 /*
  * Open @rel beneath @m's source with @flags: a descriptor, or -errno with a
- * sentence in @err (a path leading out of the mount is -EACCES).
+ * sentence in @err (a path leading out of the mount is -EACCES). Symlinks are
+ * followed only while they stay beneath the source.
  */
 static int posix_open_rel(struct mount *m, const char *rel, uint64_t flags, char *err, size_t errsz)
 {
@@ -141,30 +236,31 @@ static int posix_open_rel(struct mount *m, const char *rel, uint64_t flags, char
 	return fd;
 }
 
-static int posix_open(struct mount *m, const char *rel, int *fdp, struct validator *v, char *err,
-		      size_t errsz)
+/*
+ * Open @rel for reading and describe it. O_NONBLOCK: a FIFO or a device
+ * must not hold a worker; only regular files go further.
+ */
+static int open_regular(struct mount *m, const char *rel, int *fdp, struct stat *sb, char *err,
+			size_t errsz)
 {
-	struct stat sb;
 	int fd, rc;
 
-	fd = posix_open_rel(m, rel, O_RDONLY, err, errsz);
+	fd = posix_open_rel(m, rel, O_RDONLY | O_NONBLOCK, err, errsz);
 	if (fd < 0)
 		return fd;
-	if (fstat(fd, &sb) < 0) {
+	if (fstat(fd, sb) < 0) {
 		rc = -errno;
 		goto err_close;
 	}
-	if (S_ISDIR(sb.st_mode)) {
+	if (S_ISDIR(sb->st_mode)) {
 		rc = -EISDIR;
 		goto err_close;
 	}
-	if (!S_ISREG(sb.st_mode)) {
+	if (!S_ISREG(sb->st_mode)) {
 		snprintf(err, errsz, "not a regular file");
 		rc = -EINVAL;
 		goto err_close;
 	}
-	fill_validator(&sb, v);
-	v->restricted = path_restricted(m->priv, rel);
 	*fdp = fd;
 	return 0;
 
@@ -173,18 +269,81 @@ err_close:
 	return rc;
 }
 
-static int posix_stat(struct mount *m, const char *rel, struct validator *v, int *type, char *err,
+static int posix_open(struct mount *m, const char *rel, int *fdp, struct validator *v, char *err,
 		      size_t errsz)
 {
 	struct stat sb;
+	int rc;
+
+	rc = open_regular(m, rel, fdp, &sb, err, errsz);
+	if (rc < 0)
+		return rc;
+	fill_validator(&sb, v);
+	v->restricted = !posix_public(*fdp, &sb);
+	return 0;
+}
+
+/*
+ * Act as @who (NULL: as the daemon) for the calls that follow; 0 or -EACCES
+ * with a sentence. Every failure to switch is a refusal.
+ */
+static int as_caller(const struct caller *who, struct caller_saved *sv, char *err, size_t errsz)
+{
+	sv->entered = false;
+	if (!who)
+		return 0;
+	if (caller_enter(who, sv) < 0) {
+		snprintf(err, errsz, "cannot check access as uid %u", (unsigned)who->uid);
+		return -EACCES;
+	}
+	return 0;
+}
+
+static int posix_check(struct mount *m, const char *rel, const struct caller *who,
+		       struct validator *seen, char *err, size_t errsz)
+{
+	struct caller_saved sv;
+	struct stat sb;
+	int fd = -1, rc;
+
+	rc = as_caller(who, &sv, err, errsz);
+	if (rc < 0)
+		return rc;
+	if (seen) {
+		rc = open_regular(m, rel, &fd, &sb, err, errsz);
+	} else {
+		/* may write: asked of the file itself, found as the caller finds it */
+		fd = posix_open_rel(m, rel, O_PATH, err, errsz);
+		rc = fd < 0						       ? fd
+		     : faccessat(fd, "", W_OK, AT_EMPTY_PATH | AT_EACCESS) < 0 ? -errno
+									       : 0;
+	}
+	caller_leave(&sv);
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0)
+		return rc;
+	if (seen)
+		fill_validator(&sb, seen);
+	return 0;
+}
+
+static int posix_stat(struct mount *m, const char *rel, const struct caller *who,
+		      struct validator *v, int *type, char *err, size_t errsz)
+{
+	struct caller_saved sv;
+	struct stat sb;
 	int fd, rc;
 
+	rc = as_caller(who, &sv, err, errsz);
+	if (rc < 0)
+		return rc;
 	/* beneath the mount, like open: a symlink out of it describes nothing */
 	fd = posix_open_rel(m, rel, O_PATH, err, errsz);
-	if (fd < 0)
-		return fd;
-	rc = fstat(fd, &sb) < 0 ? -errno : 0;
-	close(fd);
+	rc = fd < 0 ? fd : fstat(fd, &sb) < 0 ? -errno : 0;
+	caller_leave(&sv);
+	if (fd >= 0)
+		close(fd);
 	if (rc < 0)
 		return rc;
 	fill_validator(&sb, v);
@@ -194,42 +353,26 @@ static int posix_stat(struct mount *m, const char *rel, struct validator *v, int
 	return 0;
 }
 
-/*
- * Check as the caller: this worker thread takes the caller's filesystem ids
- * and groups (raw syscalls change only the calling thread, and dropping fsuid
- * 0 drops the capabilities that bypass permissions), asks the kernel, and
- * takes its own back. Only a daemon running as root can do this; otherwise the
- * daemon's own permission is the limit and the mode-bit check in server.c
- * applies.
- */
-static int posix_access(struct mount *m, const char *rel, const struct caller *who)
+/* As the daemon: describe @rel, and whether a copy of it may be public. */
+static int posix_describe(struct mount *m, const char *rel, struct validator *v, int *type,
+			  char *err, size_t errsz)
 {
-	static __thread gid_t own_groups[256];
-	static __thread int own_n = -1;
-	struct posix_mount *pm = m->priv;
-	int root, rc;
+	struct stat sb;
+	int fd, rc;
 
-	if (geteuid() != 0 || who->uid == 0)
-		return 0;
-	if (own_n < 0)
-		own_n = (int)syscall(SYS_getgroups, 256, own_groups);
-	if (own_n < 0)
-		return -EACCES;
-	root = posix_root(pm);
-	if (root < 0)
-		return root;
-	if (syscall(SYS_setgroups, (size_t)who->ngroups, who->groups) < 0) {
-		close(root);
-		return -EACCES;
+	fd = posix_open_rel(m, rel, O_PATH, err, errsz);
+	if (fd < 0)
+		return fd;
+	rc = fstat(fd, &sb) < 0 ? -errno : 0;
+	if (rc == 0) {
+		fill_validator(&sb, v);
+		v->restricted = !posix_public(fd, &sb);
+		*type = S_ISREG(sb.st_mode)   ? PROTO_FT_REG
+			: S_ISDIR(sb.st_mode) ? PROTO_FT_DIR
+					      : PROTO_FT_OTHER;
 	}
-	syscall(SYS_setfsgid, who->gid);
-	syscall(SYS_setfsuid, who->uid);
-	rc = faccessat(root, rel[0] ? rel : ".", R_OK, AT_EACCESS) < 0 ? -errno : 0;
-	close(root);
-	syscall(SYS_setfsuid, 0);
-	syscall(SYS_setfsgid, 0);
-	syscall(SYS_setgroups, (size_t)own_n, own_groups);
-	return rc == -ENOENT ? -ENOENT : rc ? -EACCES : 0;
+	close(fd);
+	return rc;
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -237,23 +380,68 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int posix_list(struct mount *m, const char *rel, const char *after,
+/*
+ * Describe one entry of a listing: a symlink by what it leads to, and only
+ * when that stays beneath the mount (openat2 from the directory with
+ * RESOLVE_BENEATH would allow "..", so resolve from the source's root).
+ */
+static void describe_entry(struct mount *m, int dirfd, const char *rel, const char *name,
+			   struct backend_dirent *de)
+{
+	char path[PATH_MAX], err[8];
+	struct stat sb;
+	int fd;
+
+	if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+		de->type = PROTO_FT_OTHER; /* vanished */
+		return;
+	}
+	if (S_ISLNK(sb.st_mode)) {
+		if ((size_t)snprintf(path, sizeof(path), "%s%s%s", rel, rel[0] ? "/" : "", name) >=
+		    sizeof(path)) {
+			de->type = PROTO_FT_OTHER;
+			return;
+		}
+		fd = posix_open_rel(m, path, O_PATH, err, sizeof(err));
+		if (fd < 0 || fstat(fd, &sb) < 0) {
+			if (fd >= 0)
+				close(fd);
+			de->type = PROTO_FT_OTHER; /* dangling, or leads out of the mount */
+			return;
+		}
+		close(fd);
+	}
+	de->type = S_ISREG(sb.st_mode)	 ? PROTO_FT_REG
+		   : S_ISDIR(sb.st_mode) ? PROTO_FT_DIR
+					 : PROTO_FT_OTHER;
+	de->size = S_ISREG(sb.st_mode) ? (uint64_t)sb.st_size : 0;
+}
+
+static int posix_list(struct mount *m, const char *rel, const struct caller *who, const char *after,
 		      int (*fn)(const struct backend_dirent *de, void *arg), void *arg, char *err,
 		      size_t errsz)
 {
 	size_t n = 0, cap = 0, i;
+	struct caller_saved sv;
 	char **names = NULL;
 	struct dirent *e;
-	int fd, rc = 0;
+	int fd, rc;
 	DIR *dir;
 
-	fd = posix_open_rel(m, rel, O_RDONLY | O_DIRECTORY, err, errsz);
-	if (fd < 0)
+	/* the whole listing as the caller: names, then each entry's stat */
+	rc = as_caller(who, &sv, err, errsz);
+	if (rc < 0)
+		return rc;
+	fd = posix_open_rel(m, rel, O_RDONLY | O_DIRECTORY | O_NONBLOCK, err, errsz);
+	if (fd < 0) {
+		caller_leave(&sv);
 		return fd;
+	}
 	dir = fdopendir(fd);
 	if (!dir) {
 		rc = -errno;
 		close(fd);
+		caller_leave(&sv);
 		return rc;
 	}
 	while ((e = readdir(dir))) {
@@ -282,21 +470,14 @@ static int posix_list(struct mount *m, const char *rel, const char *after,
 	qsort(names, n, sizeof(*names), cmp_names);
 	for (i = 0; i < n; i++) {
 		struct backend_dirent de = {0};
-		struct stat sb;
 
 		snprintf(de.name, sizeof(de.name), "%s", names[i]);
-		if (fstatat(dirfd(dir), names[i], &sb, 0) < 0) {
-			de.type = PROTO_FT_OTHER; /* vanished or a dangling link */
-		} else {
-			de.type = S_ISREG(sb.st_mode)	? PROTO_FT_REG
-				  : S_ISDIR(sb.st_mode) ? PROTO_FT_DIR
-							: PROTO_FT_OTHER;
-			de.size = S_ISREG(sb.st_mode) ? (uint64_t)sb.st_size : 0;
-		}
+		describe_entry(m, dirfd(dir), rel, names[i], &de);
 		if (fn(&de, arg))
 			break;
 	}
 out:
+	caller_leave(&sv);
 	for (i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
@@ -311,7 +492,8 @@ const struct backend_ops backend_posix = {
 	.open = posix_open,
 	.stat = posix_stat,
 	.list = posix_list,
-	.access = posix_access,
+	.check = posix_check,
+	.describe = posix_describe,
 };
 
 const struct backend_ops *backend_for(enum config_backend kind)

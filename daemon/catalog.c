@@ -9,6 +9,9 @@
 #include "catalog.h"
 
 #include <errno.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -98,6 +101,13 @@ struct catalog *catalog_open(const char *path, int *err)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	pthread_cond_init(&c->flushed, NULL);
+	/* the daemon's alone (SQLite gives its -wal and -shm the same mode) */
+	rc = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (rc >= 0) {
+		if (fchmod(rc, 0600) < 0)
+			log_errno(LOG_WARNING, errno, "chmod of the catalog failed path=%s", path);
+		close(rc);
+	}
 	rc = sqlite3_open_v2(path, &c->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 			     NULL);

@@ -3,7 +3,8 @@
  * comment above PROTO_FX_MAGIC in client/proto.h).
  *
  * DESIGN: open addressing with linear probing over a power-of-two table in a
- * sealed memfd. A slot is written under its sequence lock (odd while written)
+ * memfd sealed against resizing and against any writer but the daemon's own
+ * mapping (F_SEAL_FUTURE_WRITE). A slot is written under its sequence lock (odd while written)
  * with release stores, so a client that reads the same even sequence before
  * and after copying a slot has a consistent copy. Freed slots become
  * tombstones that later insertions reuse; a key that finds no room within
@@ -54,8 +55,7 @@ struct fastidx *fastidx_create(uint64_t capacity, int *err)
 		*err = -errno;
 		goto err_free;
 	}
-	if (ftruncate(fx->fd, (off_t)fx->map_len) < 0 ||
-	    fcntl(fx->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+	if (ftruncate(fx->fd, (off_t)fx->map_len) < 0) {
 		*err = -errno;
 		goto err_close;
 	}
@@ -63,6 +63,16 @@ struct fastidx *fastidx_create(uint64_t capacity, int *err)
 	if (fx->hdr == MAP_FAILED) {
 		*err = -errno;
 		goto err_close;
+	}
+	/*
+	 * Our mapping is the only writable one there will ever be: the seal
+	 * refuses write() and writable mappings to every descriptor of this
+	 * memfd, a client's reopening of /proc/PID/fd/N with O_RDWR included.
+	 */
+	if (fcntl(fx->fd, F_ADD_SEALS,
+		  F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+		*err = -errno;
+		goto err_unmap;
 	}
 	fx->objs = calloc(n, sizeof(*fx->objs));
 	if (!fx->objs) {

@@ -73,7 +73,6 @@ struct validate {
 	struct validator v;
 	int type;
 	int err;
-	int access; /* 0, or -EACCES when the caller may not read the source */
 	char msg[256];
 	char path[];
 };
@@ -164,6 +163,11 @@ static void mount_fetch_observed(struct mount *m, int64_t start_ns, int err)
 
 /* ---- the shared index ---- */
 
+bool fetch_mount_private(const struct mount *m)
+{
+	return m->cfg->n_allow_uids || m->cfg->n_allow_gids;
+}
+
 bool fetch_fast_eligible(const struct mount *m)
 {
 	const struct config_mount *cm = m->cfg;
@@ -183,12 +187,35 @@ bool fetch_fast_eligible(const struct mount *m)
 
 void fetch_publish(struct granaryd *d, struct object *o)
 {
-	/* a restricted path needs a check as the caller: clients must ask */
+	/* only public copies: a private one reaches a caller after its check */
 	if (d->fx && o->verified && !o->v.restricted && fetch_fast_eligible(o->mount))
 		fastidx_put(d->fx, o, (uint32_t)(o->mount - d->mounts));
 }
 
 /* ---- dropping and eviction ---- */
+
+/* Write @o's catalog row (added, or changed in place). */
+static void catalog_put_object(struct granaryd *d, const struct object *o)
+{
+	struct catalog_row row;
+
+	memset(&row, 0, sizeof(row));
+	row.id = o->id;
+	row.path = o->path;
+	row.mount = o->mount->cfg->path;
+	row.size = o->v.size;
+	row.mtime_ns = o->v.mtime_ns;
+	row.ino = o->v.ino;
+	/* the top bit keeps `restricted` without a schema change */
+	row.mode = o->v.mode | (o->v.restricted ? CATALOG_MODE_RESTRICTED : 0);
+	row.uid = o->v.uid;
+	row.gid = o->v.gid;
+	row.etag = o->v.etag;
+	row.checksum = o->checksum;
+	row.last_access = o->last_access;
+	row.pinned = o->pe.pinned;
+	catalog_put(d->cat, &row);
+}
 
 static void object_forget(struct granaryd *d, struct object *o)
 {
@@ -196,7 +223,7 @@ static void object_forget(struct granaryd *d, struct object *o)
 
 	if (d->fx)
 		fastidx_del(d->fx, o);
-	store_object_unlink(&d->store, o->id);
+	store_object_unlink(&d->store, o->id, o->v.restricted);
 	catalog_del(d->cat, o->id);
 	d->used -= o->v.size;
 	m->objects--;
@@ -419,7 +446,6 @@ static void fetch_committed(struct fetch *f)
 	struct fetch_waiter *w = f->waiters, *next;
 	struct object *o = index_get(d->idx, f->path);
 	bool read = false;
-	struct catalog_row row;
 
 	d->reserved -= f->v.size;
 	f->admitted = false;
@@ -427,7 +453,7 @@ static void fetch_committed(struct fetch *f)
 	qos_release(d, &f->slot);
 	if (!o || o->fetch != f) {
 		/* cannot happen: a fetching object is only removed by its fetch */
-		store_object_unlink(&d->store, f->id);
+		store_object_unlink(&d->store, f->id, f->v.restricted);
 		fetch_fail(f, -EIO, "internal: object vanished during fetch");
 		return;
 	}
@@ -458,21 +484,7 @@ static void fetch_committed(struct fetch *f)
 	o->in_policy = true;
 	hint_apply(d, o);
 
-	memset(&row, 0, sizeof(row));
-	row.id = o->id;
-	row.path = o->path;
-	row.mount = m->cfg->path;
-	row.size = o->v.size;
-	row.mtime_ns = o->v.mtime_ns;
-	row.ino = o->v.ino;
-	/* the top bit keeps `restricted` without a schema change */
-	row.mode = o->v.mode | (o->v.restricted ? CATALOG_MODE_RESTRICTED : 0);
-	row.uid = o->v.uid;
-	row.gid = o->v.gid;
-	row.etag = o->v.etag;
-	row.checksum = o->checksum;
-	row.last_access = o->last_access;
-	catalog_put(d->cat, &row);
+	catalog_put_object(d, o);
 	fetch_publish(d, o);
 
 	mount_fetch_observed(m, f->start_ns, 0);
@@ -520,10 +532,11 @@ static void finish_work(struct pool_task *t)
 		snprintf(f->msg, sizeof(f->msg), "fsync of the staging file failed");
 		return;
 	}
-	store_set_owner(f->tmpfd, &f->v);
+	/* an allow list makes every copy of the mount private */
+	f->v.restricted = f->v.restricted || fetch_mount_private(f->m);
+	f->err = store_commit(&f->d->store, f->id, f->tmpfd, f->v.restricted);
 	close(f->tmpfd);
 	f->tmpfd = -1;
-	f->err = store_commit(&f->d->store, f->id);
 	if (f->err)
 		snprintf(f->msg, sizeof(f->msg), "rename into the cache failed");
 	else
@@ -561,7 +574,7 @@ static void finish_done(struct pool_task *t)
 	}
 	if (f->invalidated) {
 		/* written by a client after we began: the copy may be old */
-		store_object_unlink(&f->d->store, f->id);
+		store_object_unlink(&f->d->store, f->id, f->v.restricted);
 		retry_or_fail(f, "the source kept changing while it was copied");
 		return;
 	}
@@ -984,9 +997,38 @@ static void validate_work(struct pool_task *t)
 	const char *rel = rel_of(v->m, v->path);
 
 	v->msg[0] = '\0';
-	v->err = v->m->ops->stat(v->m, rel, &v->v, &v->type, v->msg, sizeof(v->msg));
-	if (!v->err && v->w->who && v->m->ops->access)
-		v->access = v->m->ops->access(v->m, rel, v->w->who);
+	v->err = v->m->ops->describe(v->m, rel, &v->v, &v->type, v->msg, sizeof(v->msg));
+}
+
+/*
+ * The rights on @o's source changed, its content did not: follow them. A
+ * copy whose source is no longer readable by every local user leaves the
+ * shared index first, then the public tree. Returns false when the copy had
+ * to be dropped instead.
+ */
+static bool rights_changed(struct granaryd *d, struct object *o, const struct validator *nv)
+{
+	bool priv = nv->restricted || fetch_mount_private(o->mount);
+	int rc;
+
+	o->v.mode = nv->mode;
+	o->v.uid = nv->uid;
+	o->v.gid = nv->gid;
+	if (priv != o->v.restricted) {
+		if (priv && d->fx)
+			fastidx_del(d->fx, o);
+		rc = store_object_move(&d->store, o->id, priv);
+		if (rc < 0) {
+			log_errno(LOG_ERR, rc, "cannot move a copy between trees, dropped path=%s",
+				  o->path);
+			fetch_drop(d, o, false);
+			return false;
+		}
+		o->v.restricted = priv;
+		log_info("copy is now %s path=%s", priv ? "private" : "public", o->path);
+	}
+	catalog_put_object(d, o);
+	return true;
 }
 
 static void validated(struct validate *v)
@@ -998,39 +1040,46 @@ static void validated(struct validate *v)
 	d->c.validations++;
 	if (!o || o->state != OBJ_CACHED) {
 		/* dropped or refetching meanwhile: start over */
-		fetch_get(d, v->m, v->path, w);
+		if (w)
+			fetch_get(d, v->m, v->path, w);
 	} else if (v->err == -ENOENT) {
 		fetch_drop(d, o, false);
-		w->done(w, NULL, -1, -ENOENT, "the source no longer exists", PROTO_SRC_BACKEND);
+		if (w)
+			w->done(w, NULL, -1, -ENOENT, "the source no longer exists",
+				PROTO_SRC_BACKEND);
 	} else if (v->err) {
-		w->done(w, NULL, -1, v->err,
-			v->msg[0] ? v->msg : "cannot validate against the source",
-			PROTO_SRC_BACKEND);
-	} else if (v->access) {
-		d->c.denied++;
-		w->done(w, NULL, -1, v->access, "the caller may not read the source",
-			PROTO_SRC_LOCAL);
+		/* the daemon itself may no longer read it: nobody gets it from us */
+		if (v->err == -EACCES && !w)
+			fetch_drop(d, o, false);
+		if (w)
+			w->done(w, NULL, -1, v->err,
+				v->msg[0] ? v->msg : "cannot validate against the source",
+				PROTO_SRC_BACKEND);
 	} else if (v->type == PROTO_FT_REG && backend_same_version(&o->v, &v->v)) {
 		bool republish = o->mount->cfg->consistency == CONFIG_CONSISTENCY_TTL;
 
 		o->validated_ns = granaryd_now_ns();
-		if (o->v.mode != v->v.mode || o->v.uid != v->v.uid || o->v.gid != v->v.gid) {
-			/* permissions changed, the content did not: follow them */
-			o->v.mode = v->v.mode;
-			o->v.uid = v->v.uid;
-			o->v.gid = v->v.gid;
-			store_object_set_owner(&d->store, o->id, &o->v);
+		if (o->v.mode != v->v.mode || o->v.uid != v->v.uid || o->v.gid != v->v.gid ||
+		    o->v.restricted != (v->v.restricted || fetch_mount_private(o->mount))) {
+			if (!rights_changed(d, o, &v->v)) {
+				if (w)
+					fetch_get(d, v->m, v->path, w);
+				free(v);
+				return;
+			}
 			republish = true;
 		}
 		/* a ttl mount's slot carries the validation time: clients count from it */
 		if (republish)
 			fetch_publish(d, o);
-		answer_hit(d, o, w);
+		if (w)
+			answer_hit(d, o, w);
 	} else {
 		d->c.refetches_changed++;
 		log_debug("source changed path=%s", o->path);
 		fetch_drop(d, o, false);
-		fetch_get(d, v->m, v->path, w);
+		if (w)
+			fetch_get(d, v->m, v->path, w);
 	}
 	free(v);
 }
@@ -1046,6 +1095,7 @@ static void validate_head_done(struct backend_call *call)
 
 	v->err = call->err;
 	v->v = call->v;
+	v->v.restricted = fetch_mount_private(v->m);
 	v->type = call->type;
 	snprintf(v->msg, sizeof(v->msg), "%s", call->msg);
 	validated(v);
@@ -1059,6 +1109,7 @@ struct checksum_task {
 	struct mount *m;
 	struct fetch_waiter *w;
 	uint64_t id, size, checksum;
+	bool priv;
 	bool ok;
 	char path[];
 };
@@ -1068,7 +1119,7 @@ static void checksum_work(struct pool_task *t)
 	struct checksum_task *c = (struct checksum_task *)t;
 	XXH3_state_t *st = XXH3_createState();
 	uint8_t *buf = malloc(COPY_CHUNK);
-	int fd = store_object_open(&c->d->store, c->id, c->size);
+	int fd = store_object_open(&c->d->store, c->id, c->size, c->priv);
 	ssize_t n = -1;
 
 	c->ok = false;
@@ -1122,6 +1173,7 @@ static void checksum_first(struct granaryd *d, struct object *o, struct fetch_wa
 	c->w = w;
 	c->id = o->id;
 	c->size = o->v.size;
+	c->priv = o->v.restricted;
 	c->checksum = o->checksum;
 	c->task.work = checksum_work;
 	c->task.done = checksum_done;
@@ -1173,7 +1225,7 @@ void fetch_get(struct granaryd *d, struct mount *m, const char *path, struct fet
 
 int fetch_open_cached(struct granaryd *d, struct object *o)
 {
-	int fd = store_object_open(&d->store, o->id, o->v.size);
+	int fd = store_object_open(&d->store, o->id, o->v.size, o->v.restricted);
 
 	if (fd == -EIO || fd == -ENOENT) {
 		log_warn("cache file damaged or missing, dropped path=%s id=%llu", o->path,

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "caller.h"
 #include "granaryd.h"
 #include "proto.h"
 
@@ -38,14 +39,6 @@ struct fetch_waiter;
  */
 typedef void (*fetch_done_fn)(struct fetch_waiter *w, struct object *o, int direct_fd, int err,
 			      const char *msg, enum proto_source src);
-
-/* Who asks: checked as the caller where the backend can (backend.h). */
-struct caller {
-	uid_t uid;
-	gid_t gid;
-	int ngroups;
-	gid_t groups[64];
-};
 
 struct fetch_waiter {
 	struct fetch_waiter *next;
@@ -88,6 +81,8 @@ int fetch_open_cached(struct granaryd *d, struct object *o);
  * are immutable and have no allow_uids/allow_gids.
  */
 bool fetch_fast_eligible(const struct mount *m);
+/* Are every copy of @m's objects private (an allow list)? */
+bool fetch_mount_private(const struct mount *m);
 
 /* Publish a cached object in the shared index when its mount allows. */
 void fetch_publish(struct granaryd *d, struct object *o);

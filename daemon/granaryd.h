@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 
+#include "caller.h"
 #include "config.h"
 #include "index.h"
 #include "qos.h"
@@ -48,6 +49,11 @@ struct mount {
 	uint64_t unwarned;		/* failures since, logged at debug */
 	struct hint *hint;		/* the hinted order of the coming epoch, if any */
 	struct prefetch *prefetch;	/* read-ahead over the hinted order */
+	struct caller hint_who;		/* who sent the order: prefetches are checked as them */
+	/* who last advanced the epoch or sent an order (server.c may_steer) */
+	bool steered;
+	uid_t steer_uid;
+	int64_t steer_ns;
 };
 
 struct counters {

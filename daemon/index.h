@@ -29,7 +29,7 @@ struct validator {
 	uint64_t ino;
 	uint32_t mode;
 	uint32_t uid, gid;
-	bool restricted; /* a directory on the way is closed to others (no o+x) */
+	bool restricted; /* not every local user may read the source: the copy is private */
 	char etag[80];	 /* http, s3 */
 };
 

@@ -126,3 +126,16 @@ void log_errno(int level, int err, const char *fmt, ...)
 	log_vline(level, err ? err : EIO, fmt, ap);
 	va_end(ap);
 }
+
+bool log_limit_pass(struct log_limit *l, int64_t now_ns, int64_t interval_ns,
+		    unsigned long long *held)
+{
+	if (now_ns < l->next_ns) {
+		l->held++;
+		return false;
+	}
+	*held = l->held;
+	l->held = 0;
+	l->next_ns = now_ns + interval_ns;
+	return true;
+}

@@ -119,21 +119,25 @@ static void restore_row(const struct catalog_row *r, void *arg)
 	struct restore *rs = arg;
 	struct granaryd *d = rs->d;
 	struct mount *m = granaryd_mount_find(d, r->path);
+	bool priv = (r->mode & CATALOG_MODE_RESTRICTED) != 0;
 	struct validator v = {0};
 	int64_t size;
 
 	if (!m || strcmp(m->cfg->path, r->mount) != 0) {
 		/* its mount is gone from the config */
 		catalog_del(d->cat, r->id);
-		store_object_unlink(&d->store, r->id);
+		store_object_unlink(&d->store, r->id, priv);
 		rs->dropped++;
 		return;
 	}
-	size = store_object_size(&d->store, r->id);
+	/* an allow list added since: its copies leave the public tree */
+	if (!priv && fetch_mount_private(m) && store_object_move(&d->store, r->id, true) == 0)
+		priv = true;
+	size = store_object_size(&d->store, r->id, priv);
 	if (size < 0 || (uint64_t)size != r->size || index_get(d->idx, r->path)) {
 		catalog_del(d->cat, r->id);
 		if (size >= 0)
-			store_object_unlink(&d->store, r->id);
+			store_object_unlink(&d->store, r->id, priv);
 		rs->dropped++;
 		return;
 	}
@@ -141,7 +145,7 @@ static void restore_row(const struct catalog_row *r, void *arg)
 	v.mtime_ns = r->mtime_ns;
 	v.ino = r->ino;
 	v.mode = r->mode & ~CATALOG_MODE_RESTRICTED;
-	v.restricted = (r->mode & CATALOG_MODE_RESTRICTED) != 0;
+	v.restricted = priv;
 	v.uid = r->uid;
 	v.gid = r->gid;
 	snprintf(v.etag, sizeof(v.etag), "%s", r->etag ? r->etag : "");
@@ -158,7 +162,7 @@ static void restore_row(const struct catalog_row *r, void *arg)
 		rs->ids = n;
 		rs->cap = ncap;
 	}
-	rs->ids[rs->n++] = r->id;
+	rs->ids[rs->n++] = r->id << 1 | priv; /* a file in the other tree is a stray */
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -168,16 +172,17 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void restore_file(uint64_t id, void *arg)
+static void restore_file(uint64_t id, bool priv, void *arg)
 {
 	struct restore *rs = arg;
+	uint64_t key = id << 1 | priv;
 
 	if (id > rs->max_file_id)
 		rs->max_file_id = id;
-	if (rs->ids && bsearch(&id, rs->ids, rs->n, sizeof(id), cmp_u64))
+	if (rs->ids && bsearch(&key, rs->ids, rs->n, sizeof(key), cmp_u64))
 		return;
 	/* renamed into place, but the catalog never heard of it */
-	store_object_unlink(&rs->d->store, id);
+	store_object_unlink(&rs->d->store, id, priv);
 	rs->stray++;
 }
 

@@ -452,6 +452,22 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, int *len)
 	return 0;
 }
 
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+
+		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+		       (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
+	}
+	return false;
+}
+
 /* A listening, non-blocking socket on @ss. Returns the fd or -errno. */
 static int listen_on(const struct sockaddr_storage *ss, int len)
 {
@@ -502,6 +518,11 @@ int metrics_start(struct granaryd *d)
 			  spec);
 		goto err_free;
 	}
+	if (!is_loopback(&ss))
+		log_warn("metrics.listen is not a loopback address: anyone who can reach it reads "
+			 "the counters, mount paths and dataset names; put it behind a firewall "
+			 "listen=%s",
+			 spec);
 	mx->http = evhttp_new(d->base);
 	if (!mx->http) {
 		rc = -ENOMEM;

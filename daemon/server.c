@@ -1,79 +1,45 @@
 /*
- * server.c - the local socket protocol (see server.h and docs/protocol.md).
+ * server.c - the requests of the local socket protocol: parsing, the access
+ * decision for each, and the answers (see server.h, conn.h and
+ * docs/protocol.md).
  */
 #include "server.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "access.h"
 #include "backend.h"
 #include "catalog.h"
+#include "conn.h"
 #include "fastidx.h"
 #include "fetch.h"
 #include "hint.h"
 #include "log.h"
-#include "peer.h"
 #include "policy.h"
 #include "pool.h"
 #include "prefetch.h"
 #include "proto.h"
-#include "uring.h"
+#include "status.h"
 
-#define MAX_GROUPS    64
-#define READ_BUDGET   64 /* requests read per wakeup, for fairness */
 #define LIST_PAGE_MAX 1024
-
-struct outmsg {
-	struct outmsg *next;
-	int fds[2];
-	size_t len;
-	uint8_t data[];
-};
-
-struct conn {
-	struct granaryd *d;
-	struct conn *prev, *next;
-	int fd;
-	struct event *ev;
-	bool writing;
-	bool closed;
-	int refs;
-	struct ucred cred;
-	gid_t groups[MAX_GROUPS];
-	int ngroups;
-	struct caller who; /* the same, for checks as the caller */
-	struct outmsg *out_head, *out_tail;
-};
-
-struct server {
-	struct granaryd *d;
-	int fd;
-	struct event *ev;
-	struct conn *conns;
-	unsigned nconns;
-	char *path;
-	struct proto_buf out; /* replies are built here on the loop thread */
-	uint8_t in[PROTO_MSG_MAX + 1];
-};
 
 /* A request that waits for a fetch or a worker. */
 struct req {
 	struct fetch_waiter w; /* first: the fetch hands it back */
+	struct access_req acc; /* the caller's check, made before the fetch */
 	struct conn *c;
 	uint32_t id;
 	uint16_t type;
 	uint32_t flags;
-	bool retried;
+	bool retried;	/* the cache file was damaged: fetched again once */
+	bool rechecked; /* the source changed after the check: checked again once */
 	struct mount *m;
 	char path[PROTO_PATH_MAX + 1];
 };
@@ -81,165 +47,6 @@ struct req {
 static struct req *req_of(struct fetch_waiter *w)
 {
 	return (struct req *)w;
-}
-
-/* ---- connections and replies ---- */
-
-static void close_fds(const int fds[2])
-{
-	if (fds[0] >= 0)
-		close(fds[0]);
-	if (fds[1] >= 0)
-		close(fds[1]);
-}
-
-static void conn_put(struct conn *c)
-{
-	struct outmsg *o, *next;
-
-	if (--c->refs > 0)
-		return;
-	for (o = c->out_head; o; o = next) {
-		next = o->next;
-		close_fds(o->fds);
-		free(o);
-	}
-	free(c);
-}
-
-static void conn_close(struct conn *c)
-{
-	struct server *s = c->d->srv;
-
-	if (c->closed)
-		return;
-	c->closed = true;
-	event_free(c->ev);
-	close(c->fd);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	s->nconns--;
-	conn_put(c);
-}
-
-static int send_one(struct conn *c, const void *data, size_t len, const int fds[2])
-{
-	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	int nfds = (fds[0] >= 0) + (fds[0] >= 0 && fds[1] >= 0);
-	ssize_t n;
-
-	if (nfds) {
-		struct cmsghdr *cm;
-
-		memset(&u, 0, sizeof(u));
-		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
-	}
-	n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-	return n < 0 ? -errno : 0;
-}
-
-static void conn_on_event(evutil_socket_t fd, short what, void *arg);
-
-static void conn_want_write(struct conn *c, bool on)
-{
-	if (c->writing == on)
-		return;
-	c->writing = on;
-	event_del(c->ev);
-	event_assign(c->ev, c->d->base, c->fd, EV_READ | EV_PERSIST | (on ? EV_WRITE : 0),
-		     conn_on_event, c);
-	event_add(c->ev, NULL);
-}
-
-/*
- * Send @len bytes with up to two descriptors attached (-1: none); they are
- * closed afterwards, sent or not.
- */
-static void conn_send2(struct conn *c, const void *data, size_t len, int fd0, int fd1)
-{
-	const int fds[2] = {fd0, fd0 >= 0 ? fd1 : -1};
-	struct outmsg *o;
-	int rc;
-
-	if (fd0 < 0 && fd1 >= 0)
-		close(fd1);
-	if (c->closed) {
-		close_fds(fds);
-		return;
-	}
-	if (!c->out_head) {
-		rc = send_one(c, data, len, fds);
-		if (rc == 0) {
-			close_fds(fds);
-			return;
-		}
-		if (rc != -EAGAIN && rc != -ENOBUFS) {
-			close_fds(fds);
-			log_debug("client gone pid=%d", (int)c->cred.pid);
-			conn_close(c);
-			return;
-		}
-	}
-	o = malloc(sizeof(*o) + len);
-	if (!o) {
-		close_fds(fds);
-		log_err("out of memory queueing a reply, closing the connection pid=%d",
-			(int)c->cred.pid);
-		conn_close(c);
-		return;
-	}
-	o->next = NULL;
-	o->fds[0] = fds[0];
-	o->fds[1] = fds[1];
-	o->len = len;
-	memcpy(o->data, data, len);
-	if (c->out_tail)
-		c->out_tail->next = o;
-	else
-		c->out_head = o;
-	c->out_tail = o;
-	conn_want_write(c, true);
-}
-
-static void conn_send(struct conn *c, const void *data, size_t len, int fd)
-{
-	conn_send2(c, data, len, fd, -1);
-}
-
-static void conn_flush(struct conn *c)
-{
-	while (c->out_head) {
-		struct outmsg *o = c->out_head;
-		int rc = send_one(c, o->data, o->len, o->fds);
-
-		if (rc == -EAGAIN || rc == -ENOBUFS)
-			return;
-		if (rc < 0) {
-			conn_close(c);
-			return;
-		}
-		c->out_head = o->next;
-		if (!c->out_head)
-			c->out_tail = NULL;
-		close_fds(o->fds);
-		free(o);
-	}
-	conn_want_write(c, false);
 }
 
 static struct proto_buf *reply_begin(struct conn *c, uint16_t type, uint32_t id, int status)
@@ -364,45 +171,22 @@ static struct mount *need_mount(struct conn *c, const struct parsed *p)
 
 /* ---- access control ---- */
 
-static bool in_groups(const struct conn *c, gid_t g)
+/* The caller as checks see it; NULL for root, who acts as the daemon does. */
+static const struct caller *who_of(const struct conn *c)
 {
-	int i;
-
-	if (c->cred.gid == g)
-		return true;
-	for (i = 0; i < c->ngroups; i++)
-		if (c->groups[i] == g)
-			return true;
-	return false;
+	return access_needed(&c->who) ? &c->who : NULL;
 }
 
-/*
- * May the caller read the object? On a NAS mount: as the caller could open
- * the original (its mode bits); on object stores: the mount's allow lists.
- */
-static bool may_read(const struct conn *c, const struct mount *m, const struct validator *v)
+/* Admin verbs: root or access.admin_gids; others get EPERM and why. */
+static bool need_admin(struct conn *c, const struct parsed *p)
 {
-	const struct config_mount *cm = m->cfg;
-	size_t i;
-
-	if (c->cred.uid == 0)
+	if (access_is_admin(c->d, &c->who))
 		return true;
-	if (cm->backend != CONFIG_BACKEND_POSIX) {
-		if (!cm->n_allow_uids && !cm->n_allow_gids)
-			return true;
-		for (i = 0; i < cm->n_allow_uids; i++)
-			if (cm->allow_uids[i] == c->cred.uid)
-				return true;
-		for (i = 0; i < cm->n_allow_gids; i++)
-			if (in_groups(c, cm->allow_gids[i]))
-				return true;
-		return false;
-	}
-	if (v->uid == c->cred.uid)
-		return v->mode & S_IRUSR;
-	if (in_groups(c, v->gid))
-		return v->mode & S_IRGRP;
-	return v->mode & S_IROTH;
+	c->d->c.denied++;
+	reply_errorf(c, p->h.type, p->h.id, -EPERM,
+		     "%s is for root or a group in access.admin_gids; uid %u is neither",
+		     proto_type_name(p->h.type), (unsigned)c->who.uid);
+	return false;
 }
 
 /* ---- OPEN and WARM ---- */
@@ -417,7 +201,7 @@ static void put_stat(struct proto_buf *b, const struct validator *v)
 
 static void req_free(struct req *r)
 {
-	conn_put(r->c);
+	conn_req_end(r->c);
 	free(r);
 }
 
@@ -468,12 +252,17 @@ static void open_answered(struct fetch_waiter *w, struct object *o, int direct_f
 		req_free(r);
 		return;
 	}
-	if (!may_read(c, r->m, &v)) {
-		d->c.denied++;
+	if (!access_same_file(&r->acc, &v)) {
+		/* what the check opened is not what would be served: check again */
 		if (fd >= 0)
 			close(fd);
-		reply_errorf(c, r->type, r->id, -EACCES, "uid %u may not read %s",
-			     (unsigned)c->cred.uid, r->path);
+		if (!r->rechecked && !c->closed) {
+			r->rechecked = true;
+			access_check(&r->acc);
+			return;
+		}
+		reply_errorf(c, r->type, r->id, -EAGAIN, "%s kept changing while it was opened",
+			     r->path);
 		req_free(r);
 		return;
 	}
@@ -514,60 +303,44 @@ static void open_answered(struct fetch_waiter *w, struct object *o, int direct_f
 
 static const char *rel_path(const struct mount *m, const char *path);
 
-struct access_task {
-	struct pool_task task;
-	struct req *r;
-	int rc;
-};
-
-static void access_work(struct pool_task *t)
+/* The caller may read the source (or was refused): go on with the fetch. */
+static void open_checked(struct access_req *a)
 {
-	struct access_task *a = (struct access_task *)t;
-	struct req *r = a->r;
-
-	a->rc = r->m->ops->access(r->m, rel_path(r->m, r->path), r->w.who);
-}
-
-static void access_done(struct pool_task *t)
-{
-	struct access_task *a = (struct access_task *)t;
-	struct req *r = a->r;
+	struct req *r = (struct req *)((char *)a - offsetof(struct req, acc));
 	struct conn *c = r->c;
+	struct object *o;
 
-	if (a->rc == -EACCES) {
-		c->d->c.denied++;
-		reply_errorf(c, r->type, r->id, -EACCES, "uid %u may not read %s",
-			     (unsigned)c->cred.uid, r->path);
+	if (a->err) {
+		reply_error(c, r->type, r->id, a->err, a->msg);
 		req_free(r);
-	} else {
-		fetch_get(c->d, r->m, r->path, &r->w);
+		return;
 	}
-	free(a);
+	if (r->flags & PROTO_F_NOFETCH) {
+		/* asked after the check: the answer tells nothing to who may not read */
+		o = index_get(c->d->idx, r->path);
+		if (!o || o->state != OBJ_CACHED) {
+			reply_error(c, r->type, r->id, -ENODATA, "not cached");
+			req_free(r);
+			return;
+		}
+	}
+	fetch_get(c->d, r->m, r->path, &r->w);
 }
 
 static void handle_open(struct conn *c, struct parsed *p)
 {
 	struct mount *m = need_mount(c, p);
-	struct object *o;
 	struct req *r;
 
 	if (!m)
 		return;
-	if (p->flags & PROTO_F_NOFETCH) {
-		struct object *o = index_get(c->d->idx, p->path);
-
-		if (!o || o->state != OBJ_CACHED) {
-			reply_error(c, p->h.type, p->h.id, -ENODATA, "not cached");
-			return;
-		}
-	}
 	r = calloc(1, sizeof(*r));
 	if (!r) {
 		reply_error(c, p->h.type, p->h.id, -ENOMEM, "out of memory");
 		return;
 	}
 	r->c = c;
-	c->refs++;
+	conn_req_begin(c);
 	r->id = p->h.id;
 	r->type = p->h.type;
 	r->flags = p->flags;
@@ -577,25 +350,14 @@ static void handle_open(struct conn *c, struct parsed *p)
 	r->w.foreground = p->h.type == PROTO_OPEN;
 	r->w.want_fd = p->h.type == PROTO_OPEN;
 	r->w.who = &c->who;
-	o = index_get(c->d->idx, r->path);
-	/* misses, and hits on paths closed to others unless validation asks anyway */
-	if (m->ops->access && c->who.uid != 0 &&
-	    (!o || o->state != OBJ_CACHED ||
-	     (o->v.restricted && m->cfg->consistency != CONFIG_CONSISTENCY_STRICT))) {
-		/* a miss: ask as the caller before fetching anything for it */
-		struct access_task *a = calloc(1, sizeof(*a));
-
-		if (a) {
-			a->r = r;
-			a->task.work = access_work;
-			a->task.done = access_done;
-			pool_submit(c->d->pool, &a->task);
-		} else {
-			fetch_get(c->d, m, r->path, &r->w);
-		}
-	} else {
-		fetch_get(c->d, m, r->path, &r->w);
-	}
+	r->acc.d = c->d;
+	r->acc.m = m;
+	r->acc.who = &c->who;
+	r->acc.path = r->path;
+	r->acc.want = ACCESS_READ;
+	r->acc.done = open_checked;
+	/* every open is checked as the caller first: nothing is fetched for a refusal */
+	access_check(&r->acc);
 	if (p->h.type == PROTO_OPEN)
 		hint_seen(c->d, m, p->path); /* after the miss, so it starts first */
 }
@@ -632,6 +394,7 @@ struct work {
 struct verify_item {
 	char *path;
 	uint64_t id, size, checksum;
+	bool priv;
 	bool bad;
 };
 
@@ -644,7 +407,7 @@ static struct work *work_new(struct conn *c, const struct parsed *p, struct moun
 		return NULL;
 	}
 	w->c = c;
-	c->refs++;
+	conn_req_begin(c);
 	w->m = m;
 	w->id = p->h.id;
 	w->type = p->h.type;
@@ -660,7 +423,7 @@ static void work_free(struct work *w)
 		free(w->items[i].path);
 	free(w->items);
 	free(w->ents);
-	conn_put(w->c);
+	conn_req_end(w->c);
 	free(w);
 }
 
@@ -677,8 +440,8 @@ static void stat_work(struct pool_task *t)
 {
 	struct work *w = (struct work *)t;
 
-	w->err = w->m->ops->stat(w->m, rel_path(w->m, w->path), &w->v, &w->ftype, w->msg,
-				 sizeof(w->msg));
+	w->err = w->m->ops->stat(w->m, rel_path(w->m, w->path), who_of(w->c), &w->v, &w->ftype,
+				 w->msg, sizeof(w->msg));
 }
 
 static void stat_done(struct pool_task *t)
@@ -731,12 +494,14 @@ static void list_work(struct pool_task *t)
 		w->err = -ENOMEM;
 		return;
 	}
-	w->err = w->m->ops->list(w->m, rel, w->cookie, list_collect, w, w->msg, sizeof(w->msg));
+	w->err = w->m->ops->list(w->m, rel, who_of(w->c), w->cookie, list_collect, w, w->msg,
+				 sizeof(w->msg));
 	if (w->err == -ENOTDIR && w->type == PROTO_LS) {
 		/* ls of one file */
 		int ftype;
 
-		w->err = w->m->ops->stat(w->m, rel, &w->v, &ftype, w->msg, sizeof(w->msg));
+		w->err = w->m->ops->stat(w->m, rel, who_of(w->c), &w->v, &ftype, w->msg,
+					 sizeof(w->msg));
 		if (!w->err) {
 			w->single = true;
 			w->n_ents = 1;
@@ -882,6 +647,12 @@ static void handle_stat_list(struct conn *c, struct parsed *p)
 
 	if (!m)
 		return;
+	if (!access_mount_allows(m, &c->who)) {
+		c->d->c.denied++;
+		reply_errorf(c, p->h.type, p->h.id, -EACCES, "uid %u may not read %s",
+			     (unsigned)c->who.uid, m->cfg->path);
+		return;
+	}
 	w = work_new(c, p, m);
 	if (!w)
 		return;
@@ -923,7 +694,7 @@ static void verify_work(struct pool_task *t)
 	for (i = 0; i < w->n_items; i++) {
 		struct verify_item *it = &w->items[i];
 		XXH3_state_t *st = XXH3_createState();
-		int fd = store_object_open((struct store *)w->store, it->id, it->size);
+		int fd = store_object_open((struct store *)w->store, it->id, it->size, it->priv);
 		ssize_t n;
 
 		w->checked++;
@@ -1011,8 +782,11 @@ static void verify_collect(struct object *o, void *arg)
 		w->items = n;
 		k->cap = ncap;
 	}
-	w->items[w->n_items] = (struct verify_item){
-		.path = strdup(o->path), .id = o->id, .size = o->v.size, .checksum = o->checksum};
+	w->items[w->n_items] = (struct verify_item){.path = strdup(o->path),
+						    .id = o->id,
+						    .size = o->v.size,
+						    .checksum = o->checksum,
+						    .priv = o->v.restricted};
 	if (!w->items[w->n_items].path) {
 		k->err = -ENOMEM;
 		return;
@@ -1027,6 +801,10 @@ static void handle_verify(struct conn *c, struct parsed *p)
 
 	if (!w)
 		return;
+	if (!need_admin(c, p)) {
+		work_free(w);
+		return;
+	}
 	k.w = w;
 	index_foreach(c->d->idx, verify_collect, &k);
 	if (k.err) {
@@ -1072,6 +850,73 @@ static void under_apply(struct object *o, void *arg)
 	}
 }
 
+static void drop_path(struct conn *c, uint16_t type, uint32_t id, const char *path)
+{
+	struct object *o = index_get(c->d->idx, path);
+	struct proto_buf *b;
+	uint64_t count = 0;
+
+	if (o) {
+		count = o->state == OBJ_CACHED;
+		fetch_drop(c->d, o, false);
+	}
+	b = reply_begin(c, type, id, 0);
+	proto_put_u64(b, PROTO_T_COUNT, count);
+	reply_send(c, b, -1);
+}
+
+/* A DROP by a user who is not an administrator: allowed to who may write the source. */
+struct drop_req {
+	struct access_req acc;
+	struct conn *c;
+	uint32_t id;
+	char path[PROTO_PATH_MAX + 1];
+};
+
+static void drop_checked(struct access_req *a)
+{
+	struct drop_req *r = (struct drop_req *)a;
+	struct conn *c = r->c;
+
+	if (a->err)
+		reply_errorf(c, PROTO_DROP, r->id, a->err == -EPERM ? -EPERM : a->err,
+			     "uid %u may not drop %s: %s", (unsigned)c->who.uid, r->path, a->msg);
+	else
+		drop_path(c, PROTO_DROP, r->id, r->path);
+	conn_req_end(c);
+	free(r);
+}
+
+static void handle_drop(struct conn *c, struct parsed *p)
+{
+	struct mount *m;
+	struct drop_req *r;
+
+	if (access_is_admin(c->d, &c->who)) {
+		drop_path(c, p->h.type, p->h.id, p->path);
+		return;
+	}
+	m = need_mount(c, p);
+	if (!m)
+		return;
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		reply_error(c, p->h.type, p->h.id, -ENOMEM, "out of memory");
+		return;
+	}
+	r->c = c;
+	r->id = p->h.id;
+	memcpy(r->path, p->path, sizeof(r->path));
+	r->acc.d = c->d;
+	r->acc.m = m;
+	r->acc.who = &c->who;
+	r->acc.path = r->path;
+	r->acc.want = ACCESS_WRITE;
+	r->acc.done = drop_checked;
+	conn_req_begin(c);
+	access_check(&r->acc);
+}
+
 static void handle_under(struct conn *c, struct parsed *p)
 {
 	struct under u = {.d = c->d, .prefix = p->path, .type = p->h.type};
@@ -1082,16 +927,13 @@ static void handle_under(struct conn *c, struct parsed *p)
 		return;
 	}
 	if (p->h.type == PROTO_DROP) {
-		struct object *o = index_get(c->d->idx, p->path);
-
-		if (o) {
-			u.count = o->state == OBJ_CACHED;
-			fetch_drop(c->d, o, false);
-		}
-	} else {
-		u.unpin = p->flags & PROTO_F_UNPIN;
-		index_foreach(c->d->idx, under_apply, &u);
+		handle_drop(c, p);
+		return;
 	}
+	if (!need_admin(c, p))
+		return;
+	u.unpin = p->flags & PROTO_F_UNPIN;
+	index_foreach(c->d->idx, under_apply, &u);
 	b = reply_begin(c, p->h.type, p->h.id, 0);
 	proto_put_u64(b, PROTO_T_COUNT, u.count);
 	reply_send(c, b, -1);
@@ -1117,13 +959,41 @@ static struct mount *dataset_mount(struct conn *c, struct parsed *p)
 	return m;
 }
 
+/*
+ * EPOCH and HINT steer a dataset for everyone who reads it. A user who is not
+ * an administrator may steer a dataset that nobody else steers, or that its
+ * last steerer left alone for access.steer_idle; that user then holds it.
+ */
+static bool may_steer(struct conn *c, const struct parsed *p, struct mount *m)
+{
+	struct granaryd *d = c->d;
+	int64_t now = granaryd_now_ns(), idle = (int64_t)d->cfg->access.steer_idle_ns;
+
+	if (access_is_admin(d, &c->who))
+		return true;
+	if (m->steered && m->steer_uid != c->who.uid && now - m->steer_ns < idle) {
+		d->c.denied++;
+		reply_errorf(c, p->h.type, p->h.id, -EPERM,
+			     "dataset %s is steered by uid %u (its last epoch or hint %llds ago): "
+			     "ask an administrator, or wait until it has been left alone for "
+			     "access.steer_idle",
+			     policy_dataset_name(d->policy, m->dataset), (unsigned)m->steer_uid,
+			     (long long)((now - m->steer_ns) / 1000000000LL));
+		return false;
+	}
+	m->steered = true;
+	m->steer_uid = c->who.uid;
+	m->steer_ns = now;
+	return true;
+}
+
 static void handle_epoch(struct conn *c, struct parsed *p)
 {
 	struct mount *m = dataset_mount(c, p);
 	struct proto_buf *b;
 	uint64_t e;
 
-	if (!m)
+	if (!m || !may_steer(c, p, m))
 		return;
 	e = policy_epoch_advance(c->d->policy, m->dataset);
 	prefetch_kick(c->d, m); /* an order for this epoch starts; one for the last stops */
@@ -1149,8 +1019,16 @@ static void handle_hint(struct conn *c, struct parsed *p)
 
 	p->has_path = false; /* a hint's PATH items are the order, not a scope */
 	m = dataset_mount(c, p);
-	if (!m)
+	if (!m || !may_steer(c, p, m))
 		return;
+	if (!access_mount_allows(m, &c->who)) {
+		c->d->c.denied++;
+		reply_errorf(c, p->h.type, p->h.id, -EACCES, "uid %u may not read %s",
+			     (unsigned)c->who.uid, m->cfg->path);
+		return;
+	}
+	/* the prefetcher reads the order as its sender could, no more */
+	m->hint_who = c->who;
 	proto_iter_init(&it, p->msg, p->len);
 	while ((rc = proto_next(&it, &item)) > 0) {
 		char *dst = store + used;
@@ -1254,106 +1132,6 @@ static void handle_access(struct conn *c, struct parsed *p)
 	}
 }
 
-static const char *consistency_name(const struct config_mount *cm)
-{
-	switch (cm->consistency) {
-	case CONFIG_CONSISTENCY_TTL:
-		return "ttl";
-	case CONFIG_CONSISTENCY_IMMUTABLE:
-		return "immutable";
-	default:
-		return "strict";
-	}
-}
-
-static const char *backend_name(enum config_backend b)
-{
-	switch (b) {
-	case CONFIG_BACKEND_HTTP:
-		return "http";
-	case CONFIG_BACKEND_S3:
-		return "s3";
-	default:
-		return "posix";
-	}
-}
-
-static double ratio(uint64_t a, uint64_t b)
-{
-	return a + b ? (double)a / (double)(a + b) : 0.0;
-}
-
-char *server_status_json(struct granaryd *d)
-{
-	json_t *root, *mounts, *datasets, *counters;
-	uint64_t ops, commits, errors;
-	size_t i;
-	char *s;
-
-	catalog_stats(d->cat, &ops, &commits, &errors);
-	counters = json_pack(
-		"{sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "requests",
-		(json_int_t)d->c.requests, "bad_requests", (json_int_t)d->c.bad_requests, "opens",
-		(json_int_t)d->c.opens, "hits", (json_int_t)d->c.hits, "misses",
-		(json_int_t)d->c.misses, "bytes_local", (json_int_t)d->c.bytes_local,
-		"bytes_backend", (json_int_t)d->c.bytes_backend, "bytes_peer",
-		(json_int_t)d->c.bytes_peer, "bytes_direct", (json_int_t)d->c.bytes_direct,
-		"fetches", (json_int_t)d->c.fetches, "fetch_errors", (json_int_t)d->c.fetch_errors,
-		"refetches_changed", (json_int_t)d->c.refetches_changed, "evictions",
-		(json_int_t)d->c.evictions, "not_admitted", (json_int_t)d->c.not_admitted, "denied",
-		(json_int_t)d->c.denied, "fast_hits", (json_int_t)d->c.fast_hits, "corrupt",
-		(json_int_t)d->c.corrupt, "inflight", (json_int_t)d->fetches_inflight,
-		"catalog_commits", (json_int_t)commits);
-	mounts = json_array();
-	for (i = 0; i < d->n_mounts; i++) {
-		const struct mount *m = &d->mounts[i];
-
-		json_array_append_new(
-			mounts,
-			json_pack("{ss ss ss sI sI sI sI sf sI sI sf so}", "path", m->cfg->path,
-				  "backend", backend_name(m->cfg->backend), "consistency",
-				  consistency_name(m->cfg), "objects", (json_int_t)m->objects,
-				  "bytes", (json_int_t)m->bytes, "hits", (json_int_t)m->hits,
-				  "misses", (json_int_t)m->misses, "hit_ratio",
-				  ratio(m->hits, m->misses), "fetches", (json_int_t)m->fetches,
-				  "fetch_errors", (json_int_t)m->fetch_errors, "fetch_seconds",
-				  m->fetch_seconds, "hint", hint_status_json(d, m)));
-	}
-	datasets = json_array();
-	for (i = 0; i < policy_dataset_count(d->policy); i++) {
-		struct policy_dataset_stats st;
-
-		policy_dataset_stats(d->policy, (uint32_t)i, &st);
-		json_array_append_new(
-			datasets,
-			json_pack("{ss sI sI sI sf sI sI sf sI sI sb}", "name",
-				  policy_dataset_name(d->policy, (uint32_t)i), "epoch",
-				  (json_int_t)st.epoch, "hits", (json_int_t)st.hits, "misses",
-				  (json_int_t)st.misses, "hit_ratio", ratio(st.hits, st.misses),
-				  "prev_hits", (json_int_t)st.prev_hits, "prev_misses",
-				  (json_int_t)st.prev_misses, "prev_hit_ratio",
-				  ratio(st.prev_hits, st.prev_misses), "entries",
-				  (json_int_t)st.entries, "bytes", (json_int_t)st.bytes, "hinted",
-				  st.hinted));
-	}
-	root = json_pack("{ss sI sI ss ss s{ss sI sI sI sI sf sf} so so so}", "version", "0.1.0",
-			 "pid", (json_int_t)getpid(), "uptime_s",
-			 (json_int_t)((granaryd_now_ns() - d->start_mono_ns) / 1000000000LL),
-			 "policy", policy_name(d->policy), "io", uring_kind(d->io), "cache", "dir",
-			 d->cfg->cache.dir, "capacity", (json_int_t)d->cfg->cache.capacity, "used",
-			 (json_int_t)d->used, "reserved", (json_int_t)d->reserved, "objects",
-			 (json_int_t)index_count(d->idx), "high_watermark",
-			 d->cfg->cache.high_watermark, "low_watermark", d->cfg->cache.low_watermark,
-			 "counters", counters, "mounts", mounts, "datasets", datasets);
-	if (!root)
-		return NULL;
-	json_object_set_new(root, "qos", qos_status_json(d));
-	peer_status_json(d, root);
-	s = json_dumps(root, JSON_COMPACT);
-	json_decref(root);
-	return s;
-}
-
 static void handle_status(struct conn *c, struct parsed *p)
 {
 	char *s = server_status_json(c->d);
@@ -1375,7 +1153,7 @@ static void handle_status(struct conn *c, struct parsed *p)
 
 /* ---- dispatch ---- */
 
-static void dispatch(struct conn *c, const void *msg, size_t len, bool truncated)
+void server_dispatch(struct conn *c, const void *msg, size_t len, bool truncated)
 {
 	struct granaryd *d = c->d;
 	struct parsed *p = malloc(sizeof(*p));
@@ -1465,242 +1243,4 @@ static void dispatch(struct conn *c, const void *msg, size_t len, bool truncated
 	}
 out:
 	free(p);
-}
-
-static void conn_read(struct conn *c)
-{
-	struct server *s = c->d->srv;
-	int budget = READ_BUDGET;
-
-	c->refs++; /* a reply may close it under us */
-	while (budget-- > 0 && !c->closed) {
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * 16)];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = {.iov_base = s->in, .iov_len = sizeof(s->in)};
-		struct msghdr mh = {.msg_iov = &iov,
-				    .msg_iovlen = 1,
-				    .msg_control = u.buf,
-				    .msg_controllen = sizeof(u.buf)};
-		struct cmsghdr *cm;
-		ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-
-		if (n < 0) {
-			if (errno != EAGAIN && errno != EINTR)
-				conn_close(c);
-			break;
-		}
-		if (n == 0) {
-			conn_close(c);
-			break;
-		}
-		/* we accept no descriptors from clients */
-		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-				int *fds = (int *)CMSG_DATA(cm);
-				size_t k, nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-				for (k = 0; k < nfd; k++)
-					close(fds[k]);
-			}
-		}
-		dispatch(c, s->in, (size_t)n > PROTO_MSG_MAX ? PROTO_MSG_MAX : (size_t)n,
-			 (size_t)n > PROTO_MSG_MAX || (mh.msg_flags & MSG_TRUNC));
-	}
-	conn_put(c);
-}
-
-static void conn_on_event(evutil_socket_t fd, short what, void *arg)
-{
-	struct conn *c = arg;
-
-	(void)fd;
-	c->refs++;
-	if (what & EV_WRITE)
-		conn_flush(c);
-	if ((what & EV_READ) && !c->closed)
-		conn_read(c);
-	conn_put(c);
-}
-
-static void on_accept(evutil_socket_t lfd, short what, void *arg)
-{
-	struct server *s = arg;
-	struct granaryd *d = s->d;
-	socklen_t len;
-	struct conn *c;
-	int fd;
-
-	(void)what;
-	for (;;) {
-		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				log_errno(LOG_ERR, errno, "accept4 failed: out of descriptors");
-			return;
-		}
-		c = calloc(1, sizeof(*c));
-		if (!c) {
-			close(fd);
-			return;
-		}
-		c->d = d;
-		c->fd = fd;
-		c->refs = 1;
-		len = sizeof(c->cred);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0) {
-			c->cred.uid = (uid_t)-1;
-			c->cred.gid = (gid_t)-1;
-		}
-		len = sizeof(c->groups);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
-			c->ngroups = (int)(len / sizeof(gid_t));
-		c->who.uid = c->cred.uid;
-		c->who.gid = c->cred.gid;
-		c->who.ngroups = c->ngroups;
-		memcpy(c->who.groups, c->groups, sizeof(c->who.groups));
-		c->ev = event_new(d->base, fd, EV_READ | EV_PERSIST, conn_on_event, c);
-		if (!c->ev || event_add(c->ev, NULL) < 0) {
-			close(fd);
-			free(c);
-			return;
-		}
-		c->next = s->conns;
-		if (s->conns)
-			s->conns->prev = c;
-		s->conns = c;
-		s->nconns++;
-	}
-}
-
-static int mkdir_parent(const char *path)
-{
-	char dir[PROTO_PATH_MAX + 1];
-	char *slash;
-	size_t i;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		return 0;
-	*slash = '\0';
-	for (i = 1; dir[i]; i++) {
-		if (dir[i] != '/')
-			continue;
-		dir[i] = '\0';
-		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		dir[i] = '/';
-	}
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-/* A socket file that no daemon answers on is left over from a crash. */
-static int claim_path(const struct sockaddr_un *sa)
-{
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	int rc;
-
-	if (fd < 0)
-		return -errno;
-	rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	close(fd);
-	if (rc == 0)
-		return -EADDRINUSE;
-	unlink(sa->sun_path);
-	return 0;
-}
-
-int server_start(struct granaryd *d)
-{
-	struct server *s = calloc(1, sizeof(*s));
-	const char *path = d->cfg->socket;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int rc;
-
-	if (!s)
-		return -ENOMEM;
-	s->d = d;
-	s->fd = -1;
-	d->srv = s;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		log_err("socket path too long path=%s max=%zu", path, sizeof(sa.sun_path) - 1);
-		return -ENAMETOOLONG;
-	}
-	strcpy(sa.sun_path, path);
-	rc = mkdir_parent(path);
-	if (rc < 0) {
-		log_errno(LOG_ERR, rc, "cannot create the socket's directory path=%s", path);
-		return rc;
-	}
-	rc = claim_path(&sa);
-	if (rc < 0) {
-		log_errno(LOG_ERR, rc, "another granaryd is serving this socket path=%s", path);
-		return rc;
-	}
-	s->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->fd < 0)
-		return -errno;
-	if (bind(s->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = -errno;
-		log_errno(LOG_ERR, rc, "bind failed path=%s", path);
-		return rc;
-	}
-	if (chmod(path, d->cfg->socket_mode) < 0)
-		log_errno(LOG_WARNING, errno, "chmod of socket failed path=%s", path);
-	if (d->cfg->socket_group && d->cfg->socket_group[0]) {
-		struct group *g = getgrnam(d->cfg->socket_group);
-
-		if (g && chown(path, (uid_t)-1, g->gr_gid) < 0)
-			log_errno(LOG_WARNING, errno, "chown of socket failed path=%s group=%s",
-				  path, d->cfg->socket_group);
-	}
-	if (listen(s->fd, 512) < 0) {
-		rc = -errno;
-		log_errno(LOG_ERR, rc, "listen failed path=%s", path);
-		return rc;
-	}
-	s->path = strdup(path);
-	s->ev = event_new(d->base, s->fd, EV_READ | EV_PERSIST, on_accept, s);
-	if (!s->path || !s->ev || event_add(s->ev, NULL) < 0)
-		return -ENOMEM;
-	return 0;
-}
-
-void server_stop_listening(struct granaryd *d)
-{
-	struct server *s = d->srv;
-
-	if (!s || s->fd < 0)
-		return;
-	if (s->ev) {
-		event_free(s->ev);
-		s->ev = NULL;
-	}
-	close(s->fd);
-	s->fd = -1;
-	if (s->path)
-		unlink(s->path);
-}
-
-void server_destroy(struct granaryd *d)
-{
-	struct server *s = d->srv;
-
-	if (!s)
-		return;
-	server_stop_listening(d);
-	while (s->conns)
-		conn_close(s->conns);
-	free(s->path);
-	free(s);
-	d->srv = NULL;
-}
-
-unsigned server_connections(const struct granaryd *d)
-{
-	return d->srv ? d->srv->nconns : 0;
 }

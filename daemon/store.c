@@ -12,7 +12,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "index.h"
 #include "log.h"
 
 static void id_name(uint64_t id, char *buf, size_t len)
@@ -25,6 +24,12 @@ static void obj_name(uint64_t id, char *buf, size_t len)
 	snprintf(buf, len, "%02x/%016" PRIx64, (unsigned)(id & 0xff), id);
 }
 
+/* The tree an object's copy lives in. */
+static int tree(const struct store *st, bool priv)
+{
+	return priv ? st->privfd : st->objfd;
+}
+
 static int mkdir_at(int dirfd, const char *name, mode_t mode)
 {
 	if (mkdirat(dirfd, name, mode) < 0 && errno != EEXIST)
@@ -35,14 +40,78 @@ static int mkdir_at(int dirfd, const char *name, mode_t mode)
 	return 0;
 }
 
+static void unlink_tree(int treefd)
+{
+	char sub[8];
+	int i;
+
+	for (i = 0; i < 256; i++) {
+		struct dirent *de;
+		DIR *d;
+		int fd;
+
+		snprintf(sub, sizeof(sub), "%02x", i);
+		fd = openat(treefd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		d = fdopendir(fd);
+		if (!d) {
+			close(fd);
+			continue;
+		}
+		while ((de = readdir(d)))
+			if (de->d_name[0] != '.')
+				unlinkat(fd, de->d_name, 0);
+		closedir(d);
+	}
+}
+
+/*
+ * Copies written before the public and private trees existed carry their
+ * source's owner and mode, and some would be public by the old rule and not
+ * by today's: such a cache is emptied once (its catalog rows then find no
+ * file and are dropped at restore), and the layout is marked.
+ */
+static int check_layout(struct store *st)
+{
+	char buf[16] = "";
+	ssize_t n;
+	int fd;
+
+	fd = openat(st->dirfd, "layout", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n > 0 && atoi(buf) == STORE_LAYOUT)
+			return 0;
+	}
+	if (faccessat(st->dirfd, "catalog.db", F_OK, 0) == 0) {
+		log_warn("cache written by an older granaryd: emptied, it will be fetched again "
+			 "dir=%s",
+			 st->dir);
+		unlink_tree(st->objfd);
+		unlink_tree(st->privfd);
+	}
+	fd = openat(st->dirfd, "layout", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(buf, sizeof(buf), "%d\n", STORE_LAYOUT);
+	if (write(fd, buf, (size_t)n) != n) {
+		close(fd);
+		return -EIO;
+	}
+	close(fd);
+	return 0;
+}
+
 int store_open(struct store *st, const char *dir)
 {
 	char sub[8];
 	int rc, i;
 
 	memset(st, 0, sizeof(*st));
-	st->dirfd = st->tmpfd = st->objfd = -1;
-	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+	st->dirfd = st->tmpfd = st->objfd = st->privfd = -1;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
 		log_errno(LOG_ERR, rc, "mkdir failed path=%s", dir);
 		return rc;
@@ -53,18 +122,26 @@ int store_open(struct store *st, const char *dir)
 		log_errno(LOG_ERR, rc, "open of cache dir failed path=%s", dir);
 		return rc;
 	}
+	/* the catalog, staging files and private copies are the daemon's alone */
+	if (fchmod(st->dirfd, 0700) < 0) {
+		rc = -errno;
+		goto err;
+	}
 	if ((rc = mkdir_at(st->dirfd, "tmp", 0700)) < 0 ||
-	    (rc = mkdir_at(st->dirfd, "objects", 0711)) < 0)
+	    (rc = mkdir_at(st->dirfd, "objects", 0711)) < 0 ||
+	    (rc = mkdir_at(st->dirfd, "private", 0700)) < 0)
 		goto err;
 	st->tmpfd = openat(st->dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	st->objfd = openat(st->dirfd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (st->tmpfd < 0 || st->objfd < 0) {
+	st->privfd = openat(st->dirfd, "private", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->tmpfd < 0 || st->objfd < 0 || st->privfd < 0) {
 		rc = -errno;
 		goto err;
 	}
 	for (i = 0; i < 256; i++) {
 		snprintf(sub, sizeof(sub), "%02x", i);
-		if ((rc = mkdir_at(st->objfd, sub, 0711)) < 0)
+		if ((rc = mkdir_at(st->objfd, sub, 0711)) < 0 ||
+		    (rc = mkdir_at(st->privfd, sub, 0700)) < 0)
 			goto err;
 	}
 	st->dir = strdup(dir);
@@ -72,6 +149,9 @@ int store_open(struct store *st, const char *dir)
 		rc = -ENOMEM;
 		goto err;
 	}
+	rc = check_layout(st);
+	if (rc < 0)
+		goto err;
 	return 0;
 err:
 	log_errno(LOG_ERR, rc, "cannot set up cache dir path=%s", dir);
@@ -83,13 +163,15 @@ void store_close(struct store *st)
 {
 	if (st->objfd >= 0)
 		close(st->objfd);
+	if (st->privfd >= 0)
+		close(st->privfd);
 	if (st->tmpfd >= 0)
 		close(st->tmpfd);
 	if (st->dirfd >= 0)
 		close(st->dirfd);
 	free(st->dir);
 	st->dir = NULL;
-	st->dirfd = st->tmpfd = st->objfd = -1;
+	st->dirfd = st->tmpfd = st->objfd = st->privfd = -1;
 }
 
 long store_clear_tmp(struct store *st)
@@ -122,7 +204,7 @@ int store_tmp_create(struct store *st, uint64_t id)
 	int fd;
 
 	id_name(id, name, sizeof(name));
-	fd = openat(st->tmpfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	fd = openat(st->tmpfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -134,23 +216,55 @@ int store_tmp_unlink(struct store *st, uint64_t id)
 	return unlinkat(st->tmpfd, name, 0) < 0 ? -errno : 0;
 }
 
-int store_commit(struct store *st, uint64_t id)
+int store_commit(struct store *st, uint64_t id, int fd, bool priv)
 {
 	char from[32], to[40];
 
+	/* owned by the daemon; readable by all only in the public tree */
+	if (fchmod(fd, priv ? 0400 : 0444) < 0)
+		return -errno;
 	id_name(id, from, sizeof(from));
 	obj_name(id, to, sizeof(to));
-	return renameat(st->tmpfd, from, st->objfd, to) < 0 ? -errno : 0;
+	return renameat(st->tmpfd, from, tree(st, priv), to) < 0 ? -errno : 0;
 }
 
-int store_object_open(struct store *st, uint64_t id, uint64_t size)
+int store_object_move(struct store *st, uint64_t id, bool to_priv)
+{
+	char name[40];
+	int fd, rc;
+
+	obj_name(id, name, sizeof(name));
+	/* narrow first, widen last: never readable by all in the private tree */
+	if (to_priv) {
+		fd = openat(st->objfd, name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		rc = fchmod(fd, 0400) < 0 ? -errno : 0;
+		close(fd);
+		if (rc < 0)
+			return rc;
+	}
+	if (renameat(tree(st, !to_priv), name, tree(st, to_priv), name) < 0)
+		return -errno;
+	if (!to_priv) {
+		fd = openat(st->objfd, name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		rc = fchmod(fd, 0444) < 0 ? -errno : 0;
+		close(fd);
+		return rc;
+	}
+	return 0;
+}
+
+int store_object_open(struct store *st, uint64_t id, uint64_t size, bool priv)
 {
 	char name[40];
 	struct stat sb;
 	int fd, rc;
 
 	obj_name(id, name, sizeof(name));
-	fd = openat(st->objfd, name, O_RDONLY | O_CLOEXEC);
+	fd = openat(tree(st, priv), name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &sb) < 0) {
@@ -168,28 +282,29 @@ err_close:
 	return rc;
 }
 
-int store_object_unlink(struct store *st, uint64_t id)
+int store_object_unlink(struct store *st, uint64_t id, bool priv)
 {
 	char name[40];
 
 	obj_name(id, name, sizeof(name));
-	return unlinkat(st->objfd, name, 0) < 0 ? -errno : 0;
+	return unlinkat(tree(st, priv), name, 0) < 0 ? -errno : 0;
 }
 
-int64_t store_object_size(struct store *st, uint64_t id)
+int64_t store_object_size(struct store *st, uint64_t id, bool priv)
 {
 	char name[40];
 	struct stat sb;
 
 	obj_name(id, name, sizeof(name));
-	if (fstatat(st->objfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+	if (fstatat(tree(st, priv), name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	if (!S_ISREG(sb.st_mode))
 		return -EINVAL;
 	return sb.st_size;
 }
 
-int store_scan(struct store *st, void (*fn)(uint64_t id, void *arg), void *arg)
+static int scan_tree(struct store *st, bool priv, void (*fn)(uint64_t id, bool priv, void *arg),
+		     void *arg)
 {
 	char sub[8];
 	int i;
@@ -200,7 +315,7 @@ int store_scan(struct store *st, void (*fn)(uint64_t id, void *arg), void *arg)
 		int fd;
 
 		snprintf(sub, sizeof(sub), "%02x", i);
-		fd = openat(st->objfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = openat(tree(st, priv), sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
 		d = fdopendir(fd);
@@ -218,38 +333,22 @@ int store_scan(struct store *st, void (*fn)(uint64_t id, void *arg), void *arg)
 			id = strtoull(de->d_name, &end, 16);
 			if (*end || errno || strlen(de->d_name) != 16) {
 				/* not ours: leave a stranger's file alone, but say so */
-				log_warn("unexpected file in cache dir name=%s/%s", sub,
-					 de->d_name);
+				log_warn("unexpected file in cache dir name=%s/%s/%s",
+					 priv ? "private" : "objects", sub, de->d_name);
 				continue;
 			}
-			fn(id, arg);
+			fn(id, priv, arg);
 		}
 		closedir(d);
 	}
 	return 0;
 }
 
-void store_set_owner(int fd, const struct validator *v)
+int store_scan(struct store *st, void (*fn)(uint64_t id, bool priv, void *arg), void *arg)
 {
-	if (geteuid() == 0) {
-		if (fchown(fd, v->uid, v->gid) < 0 || fchmod(fd, v->mode & 0444) < 0)
-			log_errno(LOG_WARNING, errno, "cannot set a cache file's owner");
-	} else if (fchmod(fd, 0400) < 0) {
-		log_errno(LOG_WARNING, errno, "cannot set a cache file's mode");
-	}
-}
+	int rc = scan_tree(st, false, fn, arg);
 
-void store_object_set_owner(struct store *st, uint64_t id, const struct validator *v)
-{
-	char name[40];
-	int fd;
-
-	obj_name(id, name, sizeof(name));
-	fd = openat(st->objfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	store_set_owner(fd, v);
-	close(fd);
+	return rc < 0 ? rc : scan_tree(st, true, fn, arg);
 }
 
 int64_t store_free_bytes(struct store *st)

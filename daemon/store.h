@@ -2,27 +2,41 @@
  * store.h - the cache directory: staging files, complete objects, clean-up.
  *
  * Owns: the layout under cache.dir:
- *   catalog.db            SQLite catalog (catalog.c)
+ *   (0700, the daemon's)  the cache directory itself
+ *   layout                STORE_LAYOUT, the version of this layout
+ *   catalog.db            SQLite catalog (catalog.c), 0600
  *   tmp/<id>              a fetch in progress; never handed out
- *   objects/<xx>/<id>     complete objects, xx = low byte of the id in hex
- * An object file appears under objects/ only by rename from tmp/ after its
- * last byte was written, so anything under objects/ with the catalog's size is
- * complete. Descriptors handed out are O_RDONLY.
+ *   objects/<xx>/<id>     public copies: of sources every local user may
+ *                         read; 0444, the tree 0711 (searchable, not
+ *                         listable); clients open them by id (fast path)
+ *   private/<xx>/<id>     every other copy: 0400 in a 0700 tree, reaching a
+ *                         caller only as a descriptor after its check
+ * xx = low byte of the id in hex. A copy appears in a tree only by rename from
+ * tmp/ after its last byte was written, so anything there with the catalog's
+ * size is complete. Copies belong to the daemon, whatever their source's
+ * owner. Descriptors handed out are O_RDONLY.
  */
 #ifndef GRANARY_STORE_H
 #define GRANARY_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#define STORE_LAYOUT 2
 
 struct store {
 	char *dir;
 	int dirfd;
 	int tmpfd;
-	int objfd;
+	int objfd;  /* objects/: public copies */
+	int privfd; /* private/ */
 };
 
-/* Create the layout under @dir if needed and open it. Returns 0 or -errno. */
+/*
+ * Create the layout under @dir if needed and open it; a cache of an older
+ * layout is emptied. Returns 0 or -errno.
+ */
 int store_open(struct store *st, const char *dir);
 void store_close(struct store *st);
 
@@ -33,36 +47,32 @@ long store_clear_tmp(struct store *st);
 int store_tmp_create(struct store *st, uint64_t id);
 int store_tmp_unlink(struct store *st, uint64_t id);
 
-/* Rename tmp/<id> to objects/. Returns 0 or -errno. */
-int store_commit(struct store *st, uint64_t id);
+/*
+ * Give the staging file @fd (tmp/<id>) its mode and rename it into the
+ * public tree, or the private one when @priv. Returns 0 or -errno.
+ */
+int store_commit(struct store *st, uint64_t id, int fd, bool priv);
+
+/* Move a complete copy to the private tree (@to_priv) or out of it. 0 or -errno. */
+int store_object_move(struct store *st, uint64_t id, bool to_priv);
 
 /*
  * Open the complete object @id for reading and check that it holds @size
  * bytes. Returns a descriptor, or -errno with nothing left open (-EIO when
  * the size is wrong).
  */
-int store_object_open(struct store *st, uint64_t id, uint64_t size);
+int store_object_open(struct store *st, uint64_t id, uint64_t size, bool priv);
 
-int store_object_unlink(struct store *st, uint64_t id);
+int store_object_unlink(struct store *st, uint64_t id, bool priv);
 
 /* Size of object @id on disk, or -errno. */
-int64_t store_object_size(struct store *st, uint64_t id);
+int64_t store_object_size(struct store *st, uint64_t id, bool priv);
 
 /*
  * Call @fn for every object file found under objects/ (start-up check against
  * the catalog). Returns 0 or -errno.
  */
-int store_scan(struct store *st, void (*fn)(uint64_t id, void *arg), void *arg);
-
-struct validator;
-
-/*
- * Give a cache file the source's owner and read bits, so that the kernel
- * grants a client opening it directly what it grants on the original. A
- * daemon that is not root keeps its files to itself (0400).
- */
-void store_set_owner(int fd, const struct validator *v);
-void store_object_set_owner(struct store *st, uint64_t id, const struct validator *v);
+int store_scan(struct store *st, void (*fn)(uint64_t id, bool priv, void *arg), void *arg);
 
 /* Bytes free on the cache filesystem, or -errno. */
 int64_t store_free_bytes(struct store *st);
