@@ -35,7 +35,9 @@ def verify_unit(wd):
           "the unit does not start /usr/sbin/granaryd --config /etc/granary/granary.yaml")
     for line in ("Type=notify", "User=granary", "Group=granary", "ProtectSystem=strict",
                  "ReadWritePaths=/var/cache/granary", "NoNewPrivileges=yes",
-                 "CapabilityBoundingSet=CAP_DAC_READ_SEARCH", "LimitMEMLOCK=128M",
+                 "CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID",
+                 "AmbientCapabilities=CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID",
+                 "CacheDirectoryMode=0700", "LimitMEMLOCK=128M",
                  "LimitNOFILE=1048576", "RuntimeDirectory=granary", "CacheDirectory=granary",
                  "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure"):
         check(line + "\n" in text, "the unit lacks %s" % line)
