@@ -497,7 +497,7 @@ static const struct config_key config_keys[] = {
 	{
 		.name = "limits.requests_per_connection",
 		.type = CONFIG_T_UINT,
-		.def = "64",
+		.def = "256",
 		.min = "1",
 		.max = "65536",
 		.offset = CONFIG_TOP(limits.requests_per_connection),

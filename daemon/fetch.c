@@ -25,6 +25,7 @@
 #include "policy.h"
 #include "pool.h"
 #include "qos.h"
+#include "recheck.h"
 #include "uring.h"
 
 #define COPY_CHUNK    (1u << 20)
@@ -73,6 +74,7 @@ struct validate {
 	struct validator v;
 	int type;
 	int err;
+	bool recheck; /* the rights re-check (recheck.c): no waiter */
 	char msg[256];
 	char path[];
 };
@@ -187,6 +189,7 @@ bool fetch_fast_eligible(const struct mount *m)
 
 void fetch_publish(struct granaryd *d, struct object *o)
 {
+	recheck_track(d, o);
 	/* only public copies: a private one reaches a caller after its check */
 	if (d->fx && o->verified && !o->v.restricted && fetch_fast_eligible(o->mount))
 		fastidx_put(d->fx, o, (uint32_t)(o->mount - d->mounts));
@@ -223,6 +226,7 @@ static void object_forget(struct granaryd *d, struct object *o)
 
 	if (d->fx)
 		fastidx_del(d->fx, o);
+	recheck_untrack(d, o);
 	store_object_unlink(&d->store, o->id, o->v.restricted);
 	catalog_del(d->cat, o->id);
 	d->used -= o->v.size;
@@ -1017,6 +1021,8 @@ static bool rights_changed(struct granaryd *d, struct object *o, const struct va
 	if (priv != o->v.restricted) {
 		if (priv && d->fx)
 			fastidx_del(d->fx, o);
+		if (priv)
+			recheck_untrack(d, o);
 		rc = store_object_move(&d->store, o->id, priv);
 		if (rc < 0) {
 			log_errno(LOG_ERR, rc, "cannot move a copy between trees, dropped path=%s",
@@ -1038,6 +1044,17 @@ static void validated(struct validate *v)
 	struct object *o = index_get(d->idx, v->path);
 
 	d->c.validations++;
+	if (v->recheck)
+		recheck_done(d);
+	if (v->recheck && o && o->state == OBJ_CACHED && !v->err &&
+	    !backend_same_version(&o->v, &v->v) &&
+	    o->mount->cfg->consistency == CONFIG_CONSISTENCY_IMMUTABLE) {
+		/* immutable: the rights are checked again, the bytes are not */
+		v->v.size = o->v.size;
+		v->v.mtime_ns = o->v.mtime_ns;
+		v->v.ino = o->v.ino;
+		memcpy(v->v.etag, o->v.etag, sizeof(v->v.etag));
+	}
 	if (!o || o->state != OBJ_CACHED) {
 		/* dropped or refetching meanwhile: start over */
 		if (w)
@@ -1082,6 +1099,25 @@ static void validated(struct validate *v)
 			fetch_get(d, v->m, v->path, w);
 	}
 	free(v);
+}
+
+static void validate_done(struct pool_task *t);
+
+int fetch_recheck(struct granaryd *d, struct object *o)
+{
+	size_t n = strlen(o->path) + 1;
+	struct validate *v = calloc(1, sizeof(*v) + n);
+
+	if (!v)
+		return -ENOMEM;
+	memcpy(v->path, o->path, n);
+	v->d = d;
+	v->m = o->mount;
+	v->recheck = true;
+	v->task.work = validate_work;
+	v->task.done = validate_done;
+	pool_submit(d->pool, &v->task);
+	return 0;
 }
 
 static void validate_done(struct pool_task *t)

@@ -84,6 +84,12 @@ bool fetch_fast_eligible(const struct mount *m);
 /* Are every copy of @m's objects private (an allow list)? */
 bool fetch_mount_private(const struct mount *m);
 
+/*
+ * Describe @o's source again on a worker, as the daemon, and follow what
+ * changed in its rights (recheck.c); no one waits on it. 0 or -ENOMEM.
+ */
+int fetch_recheck(struct granaryd *d, struct object *o);
+
 /* Publish a cached object in the shared index when its mount allows. */
 void fetch_publish(struct granaryd *d, struct object *o);
 

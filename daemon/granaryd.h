@@ -34,6 +34,7 @@ struct hint;
 struct prefetch;
 struct metrics;
 struct fastidx;
+struct recheck;
 
 struct mount {
 	struct granaryd *d;
@@ -80,6 +81,7 @@ struct granaryd {
 	struct server *srv;
 	struct metrics *metrics;
 	struct fastidx *fx; /* NULL when the fast path is off */
+	struct recheck *rk; /* rights of public copies checked again */
 	int objdir_path_fd; /* O_PATH of objects/, for clients */
 	struct event *sig_term, *sig_int, *sig_hup, *stop_timer;
 

@@ -46,8 +46,9 @@ struct object {
 	int64_t last_access;  /* CLOCK_REALTIME seconds */
 	bool verified;	      /* checksum checked since start-up */
 	bool in_policy;
-	uint64_t fx_slot;    /* slot + 1 in the shared index, 0 when absent */
-	struct fetch *fetch; /* while a fetch is under way */
+	uint64_t fx_slot;		  /* slot + 1 in the shared index, 0 when absent */
+	struct object *rk_prev, *rk_next; /* ring of public copies (recheck.c) */
+	struct fetch *fetch;		  /* while a fetch is under way */
 	struct policy_entry pe;
 };
 

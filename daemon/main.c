@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "backend.h"
+#include "caller.h"
 #include "catalog.h"
 #include "fastidx.h"
 #include "fetch.h"
@@ -33,6 +34,7 @@
 #include "policy.h"
 #include "pool.h"
 #include "proto.h"
+#include "recheck.h"
 #include "server.h"
 #include "uring.h"
 
@@ -347,6 +349,7 @@ static void teardown(struct granaryd *d)
 		hint_free(&d->mounts[i]);
 	}
 	free(d->mounts);
+	recheck_stop(d);
 	index_destroy(d->idx);
 	fastidx_destroy(d->fx);
 	if (d->objdir_path_fd >= 0)
@@ -476,6 +479,11 @@ int main(int argc, char **argv)
 		d.objdir_path_fd =
 			openat(d.store.dirfd, "objects", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	}
+	if (recheck_start(&d) < 0)
+		goto out;
+	if (!caller_can_switch())
+		log_warn("granaryd cannot act as its callers (it needs root, or CAP_SETUID and "
+			 "CAP_SETGID): on NAS mounts every user but root is refused");
 	if (restore_cache(&d) < 0)
 		goto out;
 	fetch_trim(&d);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "fetch.h"
 #include "hint.h"
 #include "index.h"
@@ -27,9 +28,12 @@ struct prefetch {
 /* One background fetch; freed by its completion. */
 struct prefetch_req {
 	struct fetch_waiter w;
+	struct access_req acc; /* as the order's sender: it learns nothing it may not read */
+	struct caller who;
 	struct granaryd *d;
 	struct mount *m;
 	uint64_t gen, pos;
+	char path[PROTO_PATH_MAX + 1];
 };
 
 static struct prefetch *get(struct mount *m)
@@ -75,6 +79,17 @@ static void done(struct fetch_waiter *w, struct object *o, int direct_fd, int er
 	free(r);
 	if (!pf->pumping)
 		prefetch_kick(d, m);
+}
+
+static void checked(struct access_req *a)
+{
+	struct prefetch_req *r =
+		(struct prefetch_req *)((char *)a - offsetof(struct prefetch_req, acc));
+
+	if (a->err)
+		done(&r->w, NULL, -1, a->err, a->msg, PROTO_SRC_LOCAL);
+	else
+		fetch_get(r->d, r->m, r->path, &r->w);
 }
 
 /*
@@ -146,10 +161,18 @@ void prefetch_kick(struct granaryd *d, struct mount *m)
 		r->m = m;
 		r->gen = pf->gen;
 		r->pos = pos;
+		memcpy(r->path, path, sizeof(r->path));
+		r->who = m->hint_who;
+		r->acc.d = d;
+		r->acc.m = m;
+		r->acc.who = &r->who;
+		r->acc.path = r->path;
+		r->acc.want = ACCESS_READ;
+		r->acc.done = checked;
 		pf->cursor++;
 		pf->st.inflight++;
 		pf->st.issued++;
-		fetch_get(d, m, path, &r->w);
+		access_check(&r->acc);
 	}
 	pf->pumping = false;
 }

@@ -11,7 +11,7 @@ def cache_file(d, path):
     db = sqlite3.connect(os.path.join(d.dir, "cache", "catalog.db"))
     (oid,) = db.execute("SELECT id FROM objects WHERE path=?", (path,)).fetchone()
     db.close()
-    return os.path.join(d.dir, "cache", "objects", "%02x" % (oid & 0xFF), "%016x" % oid)
+    return d.copy_path(oid)
 
 
 def flip(p, off=100):

@@ -48,8 +48,8 @@ WAL_WRITE_LOCK = 120
 
 
 def cached_files(d):
-    root = os.path.join(d.dir, "cache", "objects")
-    return sum(len(files) for _, _, files in os.walk(root))
+    return sum(len(files) for tree in ("objects", "private")
+               for _, _, files in os.walk(os.path.join(d.dir, "cache", tree)))
 
 
 def catalog_db(d):
@@ -203,7 +203,7 @@ def compare_all(d, nas, rels):
     tmp = os.listdir(os.path.join(d.dir, "cache", "tmp"))
     check(not tmp, "tmp/ not cleaned at start-up: %s" % tmp[:5])
     n = cached_files(d)
-    check(n == cached, "%d files under objects/, %d objects" % (n, cached))
+    check(n == cached, "%d files under objects/ and private/, %d objects" % (n, cached))
     for path in missing:
         r, data = c.read(path)
         check(r.status == 0, "OPEN %s after restart: %d %s" % (path, r.status, r.errmsg))

@@ -97,10 +97,10 @@ def sysusers_tmpfiles(wd):
     p = subprocess.run([tmpfiles, "--root=" + root, "--create"], capture_output=True,
                        text=True, timeout=60)
     check(p.returncode == 0, "systemd-tmpfiles --create failed:\n" + p.stderr)
-    for sub in ("run/granary", "var/cache/granary"):
+    for sub, mode in (("run/granary", 0o750), ("var/cache/granary", 0o700)):
         st = os.stat(os.path.join(root, sub))
         check(stat.S_ISDIR(st.st_mode), "%s not made" % sub)
-        check(stat.S_IMODE(st.st_mode) == 0o750, "%s has mode %o" % (sub, st.st_mode))
+        check(stat.S_IMODE(st.st_mode) == mode, "%s has mode %o" % (sub, st.st_mode))
         check((st.st_uid, st.st_gid) == (uid, gid), "%s owned by %d:%d" % (
             sub, st.st_uid, st.st_gid))
 

@@ -391,6 +391,15 @@ class Daemon:
     def conn(self):
         return Conn(self.socket)
 
+    def copy_path(self, oid):
+        """The cache file of object @oid: in objects/ (public) or private/."""
+        rel = os.path.join("%02x" % (oid & 0xFF), "%016x" % oid)
+        for tree in ("objects", "private"):
+            p = os.path.join(self.dir, "cache", tree, rel)
+            if os.path.exists(p):
+                return p
+        return os.path.join(self.dir, "cache", "objects", rel)
+
     def status(self):
         c = self.conn()
         r = c.request("STATUS")
