@@ -308,6 +308,9 @@ static void open_checked(struct access_req *a)
 {
 	struct req *r = (struct req *)((char *)a - offsetof(struct req, acc));
 	struct conn *c = r->c;
+	char path[PROTO_PATH_MAX + 1];
+	struct granaryd *d;
+	struct mount *m;
 	struct object *o;
 
 	if (a->err) {
@@ -324,7 +327,16 @@ static void open_checked(struct access_req *a)
 			return;
 		}
 	}
-	fetch_get(c->d, r->m, r->path, &r->w);
+	if (r->type != PROTO_OPEN || r->rechecked) {
+		fetch_get(c->d, r->m, r->path, &r->w);
+		return;
+	}
+	/* the answer may come at once and free @r: the hint needs its own copy */
+	memcpy(path, r->path, sizeof(path));
+	m = r->m;
+	d = c->d;
+	fetch_get(d, m, r->path, &r->w);
+	hint_seen(d, m, path); /* after the miss, so it starts first */
 }
 
 static void handle_open(struct conn *c, struct parsed *p)
@@ -358,8 +370,6 @@ static void handle_open(struct conn *c, struct parsed *p)
 	r->acc.done = open_checked;
 	/* every open is checked as the caller first: nothing is fetched for a refusal */
 	access_check(&r->acc);
-	if (p->h.type == PROTO_OPEN)
-		hint_seen(c->d, m, p->path); /* after the miss, so it starts first */
 }
 
 /* ---- work on the pool: STAT, LIST, LS, VERIFY ---- */
