@@ -421,6 +421,10 @@ class Workdir:
 
     def __init__(self, name):
         self.path = tempfile.mkdtemp(prefix="granary-%s-" % name)
+        # datasets are laid out as on a real NAS: readable by every user, so
+        # their copies are public (docs/security.md); a test that wants a
+        # private source closes a directory or a file itself
+        os.chmod(self.path, 0o755)
         self.daemons = []
 
     def daemon(self, mounts, **kw):
