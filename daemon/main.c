@@ -338,9 +338,10 @@ static void teardown(struct granaryd *d)
 
 	peer_stop(d);
 	metrics_stop(d);
-	server_destroy(d);
+	/* work that outlived the stop grace completes first, answering through the server */
 	pool_destroy(d->pool);
 	uring_destroy(d->io);
+	server_destroy(d);
 	if (d->cat)
 		catalog_close(d->cat);
 	for (i = 0; i < d->n_mounts; i++) {

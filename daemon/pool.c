@@ -184,7 +184,28 @@ void pool_destroy(struct pool *p)
 	pthread_mutex_unlock(&p->lock);
 	for (i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
-	pool_drain(p);
+	/*
+	 * Completions may submit more work (a validation that starts a fetch):
+	 * with the workers gone, it runs here, until nothing is left.
+	 */
+	for (;;) {
+		struct pool_task *t, *next;
+
+		pool_drain(p);
+		pthread_mutex_lock(&p->lock);
+		t = p->todo_head;
+		p->todo_head = p->todo_tail = NULL;
+		pthread_mutex_unlock(&p->lock);
+		if (!t)
+			break;
+		for (; t; t = next) {
+			next = t->next;
+			t->work(t);
+			pthread_mutex_lock(&p->lock);
+			append(&p->done_head, &p->done_tail, t);
+			pthread_mutex_unlock(&p->lock);
+		}
+	}
 	event_free(p->ev);
 	close(p->efd);
 	pthread_mutex_destroy(&p->lock);

@@ -34,8 +34,9 @@ void pool_submit(struct pool *p, struct pool_task *t);
 unsigned pool_pending(const struct pool *p);
 
 /*
- * Stop: finish the tasks already queued, run their done() on the caller's
- * thread, join the workers, free the pool.
+ * Stop: finish the tasks already queued, join the workers, run every done()
+ * on the caller's thread, and run there too whatever those submit, until
+ * nothing is left; free the pool.
  */
 void pool_destroy(struct pool *p);
 
