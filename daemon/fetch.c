@@ -451,16 +451,16 @@ static void fetch_committed(struct fetch *f)
 	struct object *o = index_get(d->idx, f->path);
 	bool read = false;
 
+	if (!o || o->fetch != f) {
+		/* cannot happen: a fetching object is only removed by its fetch */
+		store_object_unlink(&d->store, f->id, f->v.restricted);
+		fetch_fail(f, -EIO, "internal: object vanished during fetch"); /* releases all */
+		return;
+	}
 	d->reserved -= f->v.size;
 	f->admitted = false;
 	d->fetches_inflight--;
 	qos_release(d, &f->slot);
-	if (!o || o->fetch != f) {
-		/* cannot happen: a fetching object is only removed by its fetch */
-		store_object_unlink(&d->store, f->id, f->v.restricted);
-		fetch_fail(f, -EIO, "internal: object vanished during fetch");
-		return;
-	}
 	o->state = OBJ_CACHED;
 	o->fetch = NULL;
 	o->id = f->id;
