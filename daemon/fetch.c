@@ -1143,7 +1143,7 @@ struct checksum_task {
 	struct pool_task task;
 	struct granaryd *d;
 	struct mount *m;
-	struct fetch_waiter *w;
+	struct fetch_waiter *waiters; /* every reader that came while it ran */
 	uint64_t id, size, checksum;
 	bool priv;
 	bool ok;
@@ -1176,7 +1176,10 @@ static void checksum_done(struct pool_task *t)
 	struct checksum_task *c = (struct checksum_task *)t;
 	struct granaryd *d = c->d;
 	struct object *o = index_get(d->idx, c->path);
+	struct fetch_waiter *w, *next;
 
+	if (o && o->verifying == c)
+		o->verifying = NULL;
 	if (o && o->state == OBJ_CACHED && o->id == c->id) {
 		if (c->ok) {
 			o->verified = true;
@@ -1189,16 +1192,28 @@ static void checksum_done(struct pool_task *t)
 			fetch_drop(d, o, false);
 		}
 	}
-	/* start over: a hit now, or a miss that fetches a good copy */
-	fetch_get(d, c->m, c->path, c->w);
+	/* start over: a hit now, or a miss that fetches a good copy (once, for all) */
+	w = c->waiters;
+	c->waiters = NULL;
+	for (; w; w = next) {
+		next = w->next;
+		fetch_get(d, c->m, c->path, w);
+	}
 	free(c);
 }
 
 static void checksum_first(struct granaryd *d, struct object *o, struct fetch_waiter *w)
 {
 	size_t n = strlen(o->path) + 1;
-	struct checksum_task *c = calloc(1, sizeof(*c) + n);
+	struct checksum_task *c;
 
+	if (o->verifying) {
+		/* one read of the copy answers every reader who comes meanwhile */
+		w->next = o->verifying->waiters;
+		o->verifying->waiters = w;
+		return;
+	}
+	c = calloc(1, sizeof(*c) + n);
 	if (!c) {
 		w->done(w, NULL, -1, -ENOMEM, "out of memory", PROTO_SRC_LOCAL);
 		return;
@@ -1206,7 +1221,9 @@ static void checksum_first(struct granaryd *d, struct object *o, struct fetch_wa
 	memcpy(c->path, o->path, n);
 	c->d = d;
 	c->m = o->mount;
-	c->w = w;
+	w->next = NULL;
+	c->waiters = w;
+	o->verifying = c;
 	c->id = o->id;
 	c->size = o->v.size;
 	c->priv = o->v.restricted;

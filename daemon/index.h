@@ -33,6 +33,8 @@ struct validator {
 	char etag[80];	 /* http, s3 */
 };
 
+struct checksum_task;
+
 struct object {
 	struct object *hnext;
 	uint64_t hash;
@@ -49,6 +51,7 @@ struct object {
 	uint64_t fx_slot;		  /* slot + 1 in the shared index, 0 when absent */
 	struct object *rk_prev, *rk_next; /* ring of public copies (recheck.c) */
 	struct fetch *fetch;		  /* while a fetch is under way */
+	struct checksum_task *verifying;  /* the first read's checksum under way (fetch.c) */
 	struct policy_entry pe;
 };
 
