@@ -89,6 +89,17 @@ static int check_schema(sqlite3 *db)
 	return rc;
 }
 
+/* The batching wait counts on the monotonic clock: a clock step cannot stretch it. */
+static void cond_init_monotonic(pthread_cond_t *cond)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 struct catalog *catalog_open(const char *path, int *err)
 {
 	struct catalog *c = calloc(1, sizeof(*c));
@@ -99,7 +110,7 @@ struct catalog *catalog_open(const char *path, int *err)
 		return NULL;
 	}
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->cond, NULL);
+	cond_init_monotonic(&c->cond);
 	pthread_cond_init(&c->flushed, NULL);
 	/* the daemon's alone (SQLite gives its -wal and -shm the same mode) */
 	rc = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -330,7 +341,7 @@ static void *catalog_writer(void *arg)
 			pthread_cond_wait(&c->cond, &c->lock);
 		if (!c->stopping && !c->flush_waiters) {
 			/* let the batch gather for one interval */
-			clock_gettime(CLOCK_REALTIME, &ts);
+			clock_gettime(CLOCK_MONOTONIC, &ts);
 			ts.tv_nsec += (long)(c->interval_ns % 1000000000ull);
 			ts.tv_sec +=
 				(time_t)(c->interval_ns / 1000000000ull) + ts.tv_nsec / 1000000000;
