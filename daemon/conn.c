@@ -71,7 +71,8 @@ static void user_put(struct server *s, struct conn_user *u)
 
 	if (--u->structs > 0)
 		return;
-	for (pp = &s->users; *pp; pp = &(*pp)->next) {
+	/* after server_destroy() the list is gone with the server */
+	for (pp = s ? &s->users : NULL; pp && *pp; pp = &(*pp)->next) {
 		if (*pp == u) {
 			*pp = u->next;
 			break;
@@ -667,6 +668,13 @@ void server_destroy(struct granaryd *d)
 	server_stop_listening(d);
 	while (s->conns)
 		conn_close(s->conns);
+	/* users of connections still referenced by requests that never ended */
+	while (s->users) {
+		struct conn_user *u = s->users;
+
+		s->users = u->next;
+		u->next = NULL;
+	}
 	free(s->path);
 	free(s);
 	d->srv = NULL;
