@@ -403,6 +403,7 @@ static void refuse(struct server *s, int fd, const struct caller *who, pid_t pid
 	proto_put_str(b, PROTO_T_ERRMSG, msg);
 	(void)!send(fd, b->data, b->len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	close(fd);
+	s->d->c.refused_connections++;
 	if (log_limit_pass(&limit_refused, granaryd_now_ns(), LOG_INTERVAL_NS, &held))
 		log_warn("connection refused uid=%u pid=%d why=\"%s\" limit=%u held=%llu",
 			 (unsigned)who->uid, (int)pid, why, limit, held);

@@ -1031,6 +1031,7 @@ static bool rights_changed(struct granaryd *d, struct object *o, const struct va
 			return false;
 		}
 		o->v.restricted = priv;
+		d->c.made_private += priv;
 		log_info("copy is now %s path=%s", priv ? "private" : "public", o->path);
 	}
 	catalog_put_object(d, o);

@@ -20,6 +20,7 @@
 
 #include "caller.h"
 #include "config.h"
+#include "counters.h"
 #include "index.h"
 #include "qos.h"
 #include "store.h"
@@ -55,18 +56,6 @@ struct mount {
 	bool steered;
 	uid_t steer_uid;
 	int64_t steer_ns;
-};
-
-struct counters {
-	uint64_t requests, bad_requests;
-	uint64_t opens, hits, misses;
-	uint64_t bytes_local, bytes_backend, bytes_peer, bytes_direct;
-	uint64_t fetches, fetch_errors, refetches_changed;
-	uint64_t evictions, not_admitted;
-	uint64_t validations;
-	uint64_t denied;
-	uint64_t fast_hits; /* reads clients served from the shared index */
-	uint64_t corrupt;   /* cache files that failed their checksum */
 };
 
 struct granaryd {

@@ -235,14 +235,22 @@ static void render_mounts(struct granaryd *d, struct evbuffer *out)
 	}
 }
 
-static void render_sources(struct granaryd *d, struct evbuffer *out)
+/* The daemon-wide counters, from their table (counters.h). */
+static void render_counters(struct granaryd *d, struct evbuffer *out)
 {
-	family(out, "granary_served_bytes_total", "counter",
-	       "Bytes of objects handed to readers, by where the copy came from.");
-	sample_u64(out, "granary_served_bytes_total", "source", "local", d->c.bytes_local);
-	sample_u64(out, "granary_served_bytes_total", "source", "backend", d->c.bytes_backend);
-	sample_u64(out, "granary_served_bytes_total", "source", "peer", d->c.bytes_peer);
-	sample_u64(out, "granary_served_bytes_total", "source", "direct", d->c.bytes_direct);
+	const char *last = NULL;
+	size_t i;
+
+	for (i = 0; i < counter_defs_n; i++) {
+		const struct counter_def *def = &counter_defs[i];
+
+		if (!def->family)
+			continue;
+		if (!last || strcmp(last, def->family) != 0)
+			family(out, def->family, "counter", def->help);
+		last = def->family;
+		sample_u64(out, def->family, def->label, def->value, counter_get(&d->c, def));
+	}
 }
 
 static void render_datasets(struct granaryd *d, struct evbuffer *out)
@@ -330,30 +338,8 @@ static void render_backends(struct metrics *mx, struct evbuffer *out)
 
 static void render(struct granaryd *d, struct evbuffer *out)
 {
-	struct counters *c = &d->c;
-
-	counter(out, "granary_requests_total", "Requests received on the local socket.",
-		c->requests);
-	counter(out, "granary_bad_requests_total", "Requests rejected as malformed.",
-		c->bad_requests);
-	counter(out, "granary_opens_total", "Descriptors handed to readers.", c->opens);
-	counter(out, "granary_denied_total", "Opens refused because the caller may not read.",
-		c->denied);
+	render_counters(d, out);
 	render_mounts(d, out);
-	render_sources(d, out);
-	counter(out, "granary_fetches_total", "Objects fetched from a backend into the cache.",
-		c->fetches);
-	counter(out, "granary_fetch_errors_total",
-		"Fetches that failed for a reason other than a missing or forbidden object.",
-		c->fetch_errors);
-	counter(out, "granary_refetches_changed_total",
-		"Cached objects fetched again because the source changed.", c->refetches_changed);
-	counter(out, "granary_validations_total", "Checks of a cached copy against its source.",
-		c->validations);
-	counter(out, "granary_evictions_total", "Objects evicted to make room.", c->evictions);
-	counter(out, "granary_not_admitted_total",
-		"Misses served without being kept because the policy would not make room.",
-		c->not_admitted);
 
 	gauge(out, "granary_cache_capacity_bytes", "Configured capacity of the cache.",
 	      d->cfg->cache.capacity);

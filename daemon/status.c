@@ -51,19 +51,12 @@ char *server_status_json(struct granaryd *d)
 	char *s;
 
 	catalog_stats(d->cat, &ops, &commits, &errors);
-	counters = json_pack(
-		"{sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "requests",
-		(json_int_t)d->c.requests, "bad_requests", (json_int_t)d->c.bad_requests, "opens",
-		(json_int_t)d->c.opens, "hits", (json_int_t)d->c.hits, "misses",
-		(json_int_t)d->c.misses, "bytes_local", (json_int_t)d->c.bytes_local,
-		"bytes_backend", (json_int_t)d->c.bytes_backend, "bytes_peer",
-		(json_int_t)d->c.bytes_peer, "bytes_direct", (json_int_t)d->c.bytes_direct,
-		"fetches", (json_int_t)d->c.fetches, "fetch_errors", (json_int_t)d->c.fetch_errors,
-		"refetches_changed", (json_int_t)d->c.refetches_changed, "evictions",
-		(json_int_t)d->c.evictions, "not_admitted", (json_int_t)d->c.not_admitted, "denied",
-		(json_int_t)d->c.denied, "fast_hits", (json_int_t)d->c.fast_hits, "corrupt",
-		(json_int_t)d->c.corrupt, "inflight", (json_int_t)d->fetches_inflight,
-		"catalog_commits", (json_int_t)commits);
+	counters = json_object();
+	for (i = 0; i < counter_defs_n; i++)
+		json_object_set_new(counters, counter_defs[i].name,
+				    json_integer((json_int_t)counter_get(&d->c, &counter_defs[i])));
+	json_object_set_new(counters, "inflight", json_integer((json_int_t)d->fetches_inflight));
+	json_object_set_new(counters, "catalog_commits", json_integer((json_int_t)commits));
 	mounts = json_array();
 	for (i = 0; i < d->n_mounts; i++) {
 		const struct mount *m = &d->mounts[i];
