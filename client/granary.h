@@ -37,8 +37,9 @@ extern "C" {
 #define GRANARY_API
 #endif
 
+#include "granary_version.h" /* GRANARY_VERSION */
+
 #define GRANARY_SOCKET_DEFAULT "/run/granary/granary.sock"
-#define GRANARY_VERSION	       "0.1.0"
 
 /* Where a file's bytes came from (same values as the wire format). */
 enum granary_source {

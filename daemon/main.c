@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "granary_version.h"
 #include "backend.h"
 #include "caller.h"
 #include "catalog.h"
@@ -398,7 +399,7 @@ int main(int argc, char **argv)
 			config_print_reference(stdout);
 			return 0;
 		case 'V':
-			printf("granaryd 0.1.0\n");
+			printf("granaryd %s\n", GRANARY_VERSION);
 			return 0;
 		case 'h':
 			usage(stdout);

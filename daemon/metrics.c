@@ -24,6 +24,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 
+#include "granary_version.h"
 #include "log.h"
 #include "metrics.h"
 #include "policy.h"
@@ -31,7 +32,6 @@
 #include "server.h"
 #include "uring.h"
 
-#define METRICS_VERSION	     "0.1.0"
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define METRICS_IDLE_TIMEOUT 30 /* seconds a scraper's connection may idle */
 #define METRICS_MAX_HEADERS  8192
@@ -368,7 +368,7 @@ static void render(struct granaryd *d, struct evbuffer *out)
 	counter(out, "granary_metrics_scrapes_total", "Requests for this page.",
 		d->metrics->scrapes);
 	family(out, "granary_build_info", "gauge", "Always 1; the labels say which build runs.");
-	evbuffer_add_printf(out, "granary_build_info{version=\"%s\"} 1\n", METRICS_VERSION);
+	evbuffer_add_printf(out, "granary_build_info{version=\"%s\"} 1\n", GRANARY_VERSION);
 }
 
 static void reply_text(struct evhttp_request *req, int code, const char *reason,

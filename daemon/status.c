@@ -2,6 +2,7 @@
  * status.c - the daemon's state as one JSON document, for STATUS and
  * `granary status --json` (see status.h).
  */
+#include "granary_version.h"
 #include "status.h"
 
 #include <jansson.h>
@@ -89,8 +90,8 @@ char *server_status_json(struct granaryd *d)
 				  (json_int_t)st.entries, "bytes", (json_int_t)st.bytes, "hinted",
 				  st.hinted));
 	}
-	root = json_pack("{ss sI sI ss ss s{ss sI sI sI sI sf sf} so so so}", "version", "0.1.0",
-			 "pid", (json_int_t)getpid(), "uptime_s",
+	root = json_pack("{ss sI sI ss ss s{ss sI sI sI sI sf sf} so so so}", "version",
+			 GRANARY_VERSION, "pid", (json_int_t)getpid(), "uptime_s",
 			 (json_int_t)((granaryd_now_ns() - d->start_mono_ns) / 1000000000LL),
 			 "policy", policy_name(d->policy), "io", uring_kind(d->io), "cache", "dir",
 			 d->cfg->cache.dir, "capacity", (json_int_t)d->cfg->cache.capacity, "used",
