@@ -8,28 +8,47 @@
  * answers). A session is opened by a four-way handshake that proves both
  * sides hold the rack secret without sending it:
  *
- *   HELLO  initiator -> responder  sid, names, boot id, nonce_i
+ *   HELLO  initiator -> responder  sid, number, names, boot id, nonce_i,
+ *                                  HMAC(secret, "hello" | transcript so far)
  *   CHAL   responder -> initiator  boot id, nonce_r, HMAC(secret, "responder" | transcript)
  *   AUTH   initiator -> responder  HMAC(secret, "initiator" | transcript)
  *   OK     responder -> initiator  (the first message under the session key)
  *
  * and its key is HMAC(secret, "session" | transcript). Every later message
- * carries an HMAC-SHA256 (truncated to 128 bits) of header and body under that
- * key; anything else is dropped. A node whose proof is wrong is refused and
- * logged once per episode; it never gets a session, so it can neither ask for
- * nor be sent any object.
+ * carries a sequence number, one more than the last in its direction of its
+ * session, and an HMAC-SHA256 (truncated to 128 bits) of header and body under
+ * that key; a message whose MAC is wrong, or whose number is not above the
+ * last one taken, is dropped.
+ *
+ * Nothing a node knows about a peer (up or down, its sessions, its boot id,
+ * what is in flight with it) changes on a message before that message's
+ * proof has verified. A HELLO without a valid proof is refused at once and
+ * answered with nothing. A HELLO with one may still be a copy of an old one:
+ * the responder answers it from a pending slot beside the established
+ * session, which stays as it is until the AUTH of that exchange verifies;
+ * only then does the new session replace the old, and a new boot id end what
+ * was in flight with the previous life. A HELLO repeating or preceding the
+ * established session (same sid, or an older number of the same boot), a
+ * CHAL for a handshake already answered and an AUTH for no pending slot are
+ * dropped. Answers go to the address the configuration gives for the name a
+ * message claims, never to wherever it came from. Refusals are counted per
+ * node and logged at most once a second per node name, with the number held
+ * back.
  *
  * Liveness: each node sends HB on its out session every peers.heartbeat and
  * the other answers HB_ACK. A node whose acks stop for peers.miss_limit
  * periods is down: what was in flight with it fails at once (fetch.c then
  * reads the backend) and rendezvous hashing leaves it out. It is up again
- * when a handshake with it completes. A new boot id in a HELLO or CHAL means
- * the node restarted: whatever was in flight with its old self is dropped.
+ * when a handshake with it completes. A new boot id in a verified CHAL or
+ * handshake means the node restarted: whatever was in flight with its old
+ * self is dropped.
  *
  * Moving an object, requester R and owner O:
  *
  *   GET    R -> O  mount, path
  *   INFO   O -> R  status, size, validator       (O ran fetch_get: cache or backend)
+ *                   and whether the source is open to every local user (else, or
+ *                   when O cannot tell, R keeps its copy private)
  *   WIN    R -> O  offset, length, address, key  (R registered part of a memfd)
  *   WDONE  O -> R  window written; the last one carries the checksum
  *
@@ -77,7 +96,7 @@
 #include "uring.h"
 
 #define WIRE_MAGIC    0x4b415247u /* "GRAK" */
-#define WIRE_VERSION  1
+#define WIRE_VERSION  2
 #define NODE_NAME_MAX 64 /* bytes with the NUL */
 #define NONCE_LEN     32
 #define KEY_LEN	      32
@@ -99,9 +118,11 @@
 #define WINDOWS_PER_PULL 2
 #define WINDOW_BUDGET	 (3u * 1024 * 1024)
 
-#define TICK_NS		 (100LL * 1000000) /* deadlines, shutdown */
-#define HANDSHAKE_MIN_NS (250LL * 1000000) /* a HELLO waits at least this for its answer */
-#define UNKNOWN_LOG_NS	 (10LL * 1000000000)
+#define TICK_NS		 (100LL * 1000000)   /* deadlines, shutdown */
+#define HANDSHAKE_MIN_NS (250LL * 1000000)   /* a HELLO waits at least this for its answer */
+#define REFUSED_LOG_NS	 (1000LL * 1000000)  /* refusal lines: one a second per node name */
+#define PENDING_MAX	 4		     /* handshakes answered and not yet proven, per node */
+#define PENDING_NS	 (10LL * 1000000000) /* how long one waits for its AUTH */
 
 enum msg_type {
 	M_HELLO = 1,
@@ -132,6 +153,12 @@ struct wire_hdr {
 	uint32_t len; /* body bytes that follow */
 	uint32_t pad2;
 	uint64_t sid;
+	/*
+	 * Authenticated messages: 1 for the first in each direction of a
+	 * session, then one more each time. HELLO, CHAL, AUTH: the number of
+	 * the initiator's HELLO (in the transcript the proofs cover).
+	 */
+	uint64_t seq;
 	uint8_t mac[MAC_LEN]; /* zero in HELLO, CHAL, AUTH */
 };
 
@@ -140,6 +167,7 @@ struct m_hello {
 	char to[NODE_NAME_MAX];
 	uint64_t boot;
 	uint8_t nonce[NONCE_LEN];
+	uint8_t proof[KEY_LEN]; /* HMAC(secret, "hello" | transcript with no responder part) */
 };
 
 struct m_chal {
@@ -173,10 +201,18 @@ struct m_info {
 	int64_t mtime_ns;
 	uint64_t ino;
 	uint32_t uid, gid;
+	uint32_t flags; /* INFO_OPEN */
+	uint32_t pad;
 	uint64_t checksum; /* with size 0 only: there is no WDONE */
 	char etag[80];
 	char msg[160];
 };
+
+/*
+ * In m_info.flags: the owner's validator says every local user may read the
+ * source (validator.restricted is false). Without it the copy is restricted.
+ */
+#define INFO_OPEN 1u
 
 struct m_win {
 	uint64_t req;
@@ -200,18 +236,28 @@ struct m_cancel {
 	uint64_t req;
 };
 
-_Static_assert(sizeof(struct wire_hdr) == 40, "wire header layout");
+_Static_assert(sizeof(struct wire_hdr) == 48, "wire header layout");
+_Static_assert(KEY_LEN == PEER_KEY_LEN, "session key length");
 _Static_assert(sizeof(struct wire_hdr) + sizeof(struct m_get) + PROTO_PATH_MAX <= FABRIC_MSG_MAX,
 	       "a GET of the longest path fits a message");
 
 enum out_state { OUT_IDLE, OUT_HELLO, OUT_AUTH, OUT_UP };
-enum in_state { IN_NONE, IN_CHAL, IN_UP };
+enum in_state { IN_NONE, IN_UP };
 
 struct session {
 	uint64_t sid;
+	uint64_t hseq; /* the number of the HELLO that opened it */
 	uint64_t boot_i, boot_r;
 	uint8_t nonce_i[NONCE_LEN], nonce_r[NONCE_LEN];
 	uint8_t key[KEY_LEN];
+	uint64_t tx, rx; /* last sequence number sent, last one taken */
+};
+
+/* Responder: a HELLO answered with a CHAL whose AUTH has not come. */
+struct pending {
+	bool used;
+	int64_t at_ns;
+	struct session s;
 };
 
 struct node {
@@ -224,15 +270,15 @@ struct node {
 	int64_t hello_ns, last_ack_ns, up_since_ns, rtt_ns;
 	uint64_t hb_seq;
 	uint64_t boot; /* its boot id as last seen, 0 before */
-	/* the session it opened to this node */
+	/* the session it opened to this node, and its handshakes under way */
 	enum in_state in;
 	struct session is;
-	bool auth_warned, mac_warned;
-	int64_t refused_logged_ns;
+	struct pending pend[PENDING_MAX];
+	struct log_limit refused_log, dropped_log;
 	/* for status */
 	uint64_t pulls, pull_bytes, pull_failures;
 	uint64_t pushes, push_bytes, push_failures;
-	uint64_t downs, refused;
+	uint64_t downs, refused, replayed, handshakes;
 };
 
 struct chunk {
@@ -327,8 +373,9 @@ struct peer {
 	size_t win_used;
 	struct pull *room_head, *room_tail;
 	/* for status */
-	uint64_t bad_macs, unknown_sessions, unknown_nodes, refused;
-	int64_t unknown_logged_ns;
+	uint64_t bad_macs, unknown_sessions, unknown_nodes, refused, replayed;
+	struct log_limit unknown_log;
+	uint64_t hseq; /* the number of this node's last HELLO */
 	bool leaving;
 };
 
@@ -393,9 +440,10 @@ static size_t transcript(const struct session *s, const char *name_i, const char
 			memcpy(out + n, (ptr), l);                                                 \
 		n += l;                                                                            \
 	} while (0)
-	PUT("granary-rack-v1 ", 16);
+	PUT("granary-rack-v2 ", 16);
 	PUT(label, strlen(label) + 1);
 	PUT(&s->sid, sizeof(s->sid));
+	PUT(&s->hseq, sizeof(s->hseq));
 	PUT(name_i, strlen(name_i) + 1);
 	PUT(name_r, strlen(name_r) + 1);
 	PUT(&s->boot_i, sizeof(s->boot_i));
@@ -439,6 +487,71 @@ static void message_mac(const uint8_t key[KEY_LEN], const struct wire_hdr *h, co
 	rack_hmac(key, KEY_LEN, buf,
 		  sizeof(copy) + (h->len <= sizeof(buf) - sizeof(copy) ? h->len : 0), full);
 	memcpy(out, full, MAC_LEN);
+}
+
+/* Frame a message: header, then @body; authenticated when @key is given. */
+int peer_msg_seal(const uint8_t *key, int type, bool init, uint64_t sid, uint64_t seq,
+		  const void *body, size_t len, void *out, size_t outsz)
+{
+	struct wire_hdr h;
+
+	if (sizeof(h) + len > outsz || sizeof(h) + len > FABRIC_MSG_MAX)
+		return -EMSGSIZE;
+	memset(&h, 0, sizeof(h));
+	h.magic = WIRE_MAGIC;
+	h.version = WIRE_VERSION;
+	h.type = (uint8_t)type;
+	h.init = init ? 1 : 0;
+	h.len = (uint32_t)len;
+	h.sid = sid;
+	h.seq = seq;
+	if (key)
+		message_mac(key, &h, body, h.mac);
+	memcpy(out, &h, sizeof(h));
+	if (len)
+		memcpy((uint8_t *)out + sizeof(h), body, len);
+	return (int)(sizeof(h) + len);
+}
+
+/*
+ * An authenticated message under @key: 0 when its MAC verifies and its
+ * sequence number is above *@last, which then becomes that number.
+ */
+int peer_msg_accept(const uint8_t *key, uint64_t *last, const void *msg, size_t len)
+{
+	uint8_t mac[MAC_LEN];
+	struct wire_hdr h;
+
+	if (len < sizeof(h))
+		return -EPROTO;
+	memcpy(&h, msg, sizeof(h));
+	if (h.len != len - sizeof(h))
+		return -EPROTO;
+	message_mac(key, &h, (const uint8_t *)msg + sizeof(h), mac);
+	if (CRYPTO_memcmp(mac, h.mac, MAC_LEN) != 0)
+		return -EBADMSG;
+	if (h.seq <= *last)
+		return -EALREADY;
+	*last = h.seq;
+	return 0;
+}
+
+/*
+ * A HELLO (@sid, @boot, @hseq) with a valid proof, against the session the
+ * same node opened last (@cur_sid, @cur_boot, @cur_hseq; all 0 before the
+ * first): false when it is that session's HELLO again, or an older one of the
+ * same life.
+ */
+bool peer_hello_fresh(uint64_t sid, uint64_t boot, uint64_t hseq, uint64_t cur_sid,
+		      uint64_t cur_boot, uint64_t cur_hseq)
+{
+	if (sid == 0)
+		return false;
+	if (cur_sid == 0)
+		return true;
+	if (sid == cur_sid)
+		return false;
+	return boot != cur_boot || hseq > cur_hseq;
 }
 
 /* Read the rack secret from @path: a regular file of mode 0600 or stricter. */
@@ -507,41 +620,39 @@ out:
  * Send a message of @type to @n on the session @sid (@init: this node opened
  * it). With @key the message is authenticated; handshake messages go without.
  */
-static int send_raw(struct peer *p, struct node *n, int type, bool init, uint64_t sid,
-		    const uint8_t *key, const void *body, size_t len)
+/*
+ * Send a message of @type to @n on the session @s (@init: this node opened
+ * it). With @authed the message carries the session's next sequence number
+ * and a MAC under its key; handshake messages go without, with the HELLO's
+ * number.
+ */
+static int send_raw(struct peer *p, struct node *n, int type, bool init, struct session *s,
+		    bool authed, const void *body, size_t len)
 {
 	uint8_t buf[FABRIC_MSG_MAX];
-	struct wire_hdr h;
+	int rc;
 
-	if (sizeof(h) + len > sizeof(buf))
-		return -EMSGSIZE;
-	memset(&h, 0, sizeof(h));
-	h.magic = WIRE_MAGIC;
-	h.version = WIRE_VERSION;
-	h.type = (uint8_t)type;
-	h.init = init ? 1 : 0;
-	h.len = (uint32_t)len;
-	h.sid = sid;
-	if (key)
-		message_mac(key, &h, body, h.mac);
 	if (!p->fab)
 		return -ENOTCONN;
-	memcpy(buf, &h, sizeof(h));
-	if (len)
-		memcpy(buf + sizeof(h), body, len);
-	return fabric_send(p->fab, n->fid, buf, sizeof(h) + len);
+	rc = peer_msg_seal(authed ? s->key : NULL, type, init, s->sid, authed ? s->tx + 1 : s->hseq,
+			   body, len, buf, sizeof(buf));
+	if (rc < 0)
+		return rc;
+	if (authed)
+		s->tx++; /* a number is never used twice, sent or not */
+	return fabric_send(p->fab, n->fid, buf, (size_t)rc);
 }
 
 /* On this node's own session with @n (requests, heartbeats). */
 static int send_out(struct peer *p, struct node *n, int type, const void *body, size_t len)
 {
-	return send_raw(p, n, type, true, n->os.sid, n->os.key, body, len);
+	return send_raw(p, n, type, true, &n->os, true, body, len);
 }
 
 /* On @n's session with this node (answers). */
 static int send_in(struct peer *p, struct node *n, int type, const void *body, size_t len)
 {
-	return send_raw(p, n, type, false, n->is.sid, n->is.key, body, len);
+	return send_raw(p, n, type, false, &n->is, true, body, len);
 }
 
 /* ---- requester side: pulls ---- */
@@ -811,6 +922,8 @@ static void on_info(struct peer *p, struct node *n, const struct m_info *m)
 	pl->v.mode = m->mode;
 	pl->v.uid = m->uid;
 	pl->v.gid = m->gid;
+	/* the copy is no more visible than the source; unknown is closed */
+	pl->v.restricted = !(m->flags & INFO_OPEN);
 	memcpy(pl->v.etag, m->etag, sizeof(pl->v.etag));
 	pl->v.etag[sizeof(pl->v.etag) - 1] = '\0';
 
@@ -1226,7 +1339,9 @@ static void push_fetched(struct fetch_waiter *w, struct object *o, int direct_fd
 	} else {
 		/*
 		 * Not kept here (the policy said no): the source itself, a file
-		 * or a sealed memfd. Its own description is the best there is.
+		 * or a sealed memfd. Its own description is the best there is;
+		 * whether the path to it is open to everyone is not in it, so
+		 * the requester keeps its copy private.
 		 */
 		ps->fd = direct_fd;
 		if (fstat(ps->fd, &sb) < 0) {
@@ -1241,6 +1356,7 @@ static void push_fetched(struct fetch_waiter *w, struct object *o, int direct_fd
 		v.mode = (uint32_t)sb.st_mode;
 		v.uid = (uint32_t)sb.st_uid;
 		v.gid = (uint32_t)sb.st_gid;
+		v.restricted = true;
 	}
 	ps->size = v.size;
 	memset(&m, 0, sizeof(m));
@@ -1251,6 +1367,7 @@ static void push_fetched(struct fetch_waiter *w, struct object *o, int direct_fd
 	m.mode = v.mode;
 	m.uid = v.uid;
 	m.gid = v.gid;
+	m.flags = v.restricted ? 0 : INFO_OPEN;
 	memcpy(m.etag, v.etag, sizeof(m.etag));
 	if (v.size == 0)
 		m.checksum = XXH3_64bits(NULL, 0);
@@ -1398,7 +1515,6 @@ static void node_up(struct peer *p, struct node *n)
 		return;
 	n->up = true;
 	n->up_since_ns = granaryd_now_ns();
-	n->auth_warned = false;
 	live_update(p);
 	log_info("peer up name=%s address=%s live=%zu", n->name, n->address, p->n_live);
 }
@@ -1423,7 +1539,7 @@ static void node_down(struct peer *p, struct node *n, const char *why)
 		fabric_peer_reset(p->fab, n->fid);
 }
 
-/* A boot id from @n: a new one means it restarted since we last spoke. */
+/* A verified boot id from @n: a new one means it restarted since we last spoke. */
 static void node_boot(struct peer *p, struct node *n, uint64_t boot)
 {
 	if (n->boot && boot != n->boot) {
@@ -1433,6 +1549,51 @@ static void node_boot(struct peer *p, struct node *n, uint64_t boot)
 	n->boot = boot;
 }
 
+/*
+ * A message naming @n failed its proof at @step ("hello", "chal", "auth"):
+ * count it, and say so at most once a second for this name. The name is the
+ * one the message claims; where it came from is not known here.
+ */
+static void node_refused(struct peer *p, struct node *n, const char *step)
+{
+	unsigned long long held;
+
+	n->refused++;
+	p->refused++;
+	if (!log_limit_pass(&n->refused_log, granaryd_now_ns(), REFUSED_LOG_NS, &held))
+		return;
+	if (!strcmp(step, "chal"))
+		log_warn("peer failed authentication: it does not hold the rack secret "
+			 "name=%s address=%s refused=%llu held=%llu",
+			 n->name, n->address, (unsigned long long)n->refused, held);
+	else
+		log_warn("peer refused: wrong rack secret name=%s step=%s refused=%llu held=%llu",
+			 n->name, step, (unsigned long long)n->refused, held);
+}
+
+/* An authenticated message on a session with @n was dropped (@err from peer_msg_accept). */
+static void node_dropped(struct peer *p, struct node *n, int err)
+{
+	unsigned long long held;
+
+	if (err == -EALREADY) {
+		n->replayed++;
+		p->replayed++;
+	} else {
+		p->bad_macs++;
+	}
+	if (log_limit_pass(&n->dropped_log, granaryd_now_ns(), REFUSED_LOG_NS, &held))
+		log_warn("message dropped name=%s reason=\"%s\" held=%llu", n->name,
+			 err == -EALREADY ? "replayed or out of order" : "bad authenticator", held);
+}
+
+/* A handshake message with nothing to do with it: counted as a replay. */
+static void node_stale(struct peer *p, struct node *n)
+{
+	n->replayed++;
+	p->replayed++;
+}
+
 static void send_hello(struct peer *p, struct node *n)
 {
 	struct m_hello h;
@@ -1440,22 +1601,44 @@ static void send_hello(struct peer *p, struct node *n)
 	memset(&h, 0, sizeof(h));
 	memset(&n->os, 0, sizeof(n->os));
 	n->os.sid = random_u64();
+	n->os.hseq = ++p->hseq;
 	n->os.boot_i = p->boot;
 	random_bytes(n->os.nonce_i, NONCE_LEN);
 	snprintf(h.from, sizeof(h.from), "%s", p->self->name);
 	snprintf(h.to, sizeof(h.to), "%s", n->name);
 	h.boot = p->boot;
 	memcpy(h.nonce, n->os.nonce_i, NONCE_LEN);
+	proof(p, &n->os, p->self->name, n->name, "hello", h.proof);
 	n->out = OUT_HELLO;
 	n->hello_ns = granaryd_now_ns();
-	send_raw(p, n, M_HELLO, true, n->os.sid, NULL, &h, sizeof(h));
+	send_raw(p, n, M_HELLO, true, &n->os, false, &h, sizeof(h));
+}
+
+/* The slot for a new pending handshake of @n: a free or stale one, else the oldest. */
+static struct pending *pending_slot(struct node *n, int64_t now)
+{
+	struct pending *oldest = &n->pend[0];
+
+	for (int i = 0; i < PENDING_MAX; i++) {
+		struct pending *pd = &n->pend[i];
+
+		if (!pd->used || now - pd->at_ns > PENDING_NS)
+			return pd;
+		if (pd->at_ns < oldest->at_ns)
+			oldest = pd;
+	}
+	return oldest;
 }
 
 static void on_hello(struct peer *p, const struct wire_hdr *hdr, const struct m_hello *m)
 {
 	char from[NODE_NAME_MAX], to[NODE_NAME_MAX];
+	uint8_t want[KEY_LEN];
+	struct pending *pd;
+	struct session s;
 	struct node *n;
 	struct m_chal c;
+	int64_t now = granaryd_now_ns();
 
 	if (p->leaving)
 		return;
@@ -1464,40 +1647,57 @@ static void on_hello(struct peer *p, const struct wire_hdr *hdr, const struct m_
 	from[sizeof(from) - 1] = to[sizeof(to) - 1] = '\0';
 	n = node_by_name(p, from);
 	if (!n || n->self || strcmp(to, p->self->name) != 0) {
-		int64_t now = granaryd_now_ns();
+		unsigned long long held;
 
 		p->unknown_nodes++;
-		if (now - p->unknown_logged_ns > UNKNOWN_LOG_NS) {
-			p->unknown_logged_ns = now;
+		if (log_limit_pass(&p->unknown_log, now, REFUSED_LOG_NS, &held))
 			log_warn(
-				"hello from a node not in peers.nodes refused name=\"%s\" to=\"%s\"",
-				from, to);
-		}
+				"hello from a node not in peers.nodes refused name=\"%s\" to=\"%s\" "
+				"held=%llu",
+				from, to, held);
 		return;
 	}
-	node_boot(p, n, m->boot);
-	if (n->in != IN_NONE)
-		pushes_abort_node(p, n); /* they belonged to its previous session */
-	memset(&n->is, 0, sizeof(n->is));
-	n->is.sid = hdr->sid;
-	n->is.boot_i = m->boot;
-	n->is.boot_r = p->boot;
-	memcpy(n->is.nonce_i, m->nonce, NONCE_LEN);
-	random_bytes(n->is.nonce_r, NONCE_LEN);
-	n->in = IN_CHAL;
+	memset(&s, 0, sizeof(s));
+	s.sid = hdr->sid;
+	s.hseq = hdr->seq;
+	s.boot_i = m->boot;
+	memcpy(s.nonce_i, m->nonce, NONCE_LEN);
+	proof(p, &s, n->name, p->self->name, "hello", want);
+	if (CRYPTO_memcmp(want, m->proof, KEY_LEN) != 0) {
+		OPENSSL_cleanse(&s, sizeof(s));
+		node_refused(p, n, "hello");
+		return;
+	}
+	/* proven, but perhaps a copy: of the established session, or of one under way */
+	if (!peer_hello_fresh(s.sid, s.boot_i, s.hseq, n->is.sid, n->is.boot_i, n->is.hseq)) {
+		node_stale(p, n);
+		return;
+	}
+	for (int i = 0; i < PENDING_MAX; i++) {
+		if (n->pend[i].used && n->pend[i].s.sid == s.sid) {
+			node_stale(p, n);
+			return;
+		}
+	}
+	/* answered beside the established session, which stays until AUTH */
+	s.boot_r = p->boot;
+	random_bytes(s.nonce_r, NONCE_LEN);
+	pd = pending_slot(n, now);
+	OPENSSL_cleanse(pd, sizeof(*pd));
+	pd->used = true;
+	pd->at_ns = now;
+	pd->s = s;
 	memset(&c, 0, sizeof(c));
 	c.boot = p->boot;
-	memcpy(c.nonce, n->is.nonce_r, NONCE_LEN);
-	proof(p, &n->is, n->name, p->self->name, "responder", c.proof);
-	send_raw(p, n, M_CHAL, false, n->is.sid, NULL, &c, sizeof(c));
-	/* it is talking: ours to it need not wait for the next heartbeat */
-	if (n->out == OUT_IDLE)
-		send_hello(p, n);
+	memcpy(c.nonce, s.nonce_r, NONCE_LEN);
+	proof(p, &s, n->name, p->self->name, "responder", c.proof);
+	send_raw(p, n, M_CHAL, false, &pd->s, false, &c, sizeof(c));
 }
 
 static void on_chal(struct peer *p, const struct wire_hdr *hdr, const struct m_chal *m)
 {
 	uint8_t want[KEY_LEN], t[512];
+	struct session s;
 	struct m_auth a;
 	struct node *n = NULL;
 	size_t len;
@@ -1507,65 +1707,79 @@ static void on_chal(struct peer *p, const struct wire_hdr *hdr, const struct m_c
 		    p->nodes[i].os.sid == hdr->sid)
 			n = &p->nodes[i];
 	}
-	if (!n)
-		return; /* an answer to an older HELLO */
-	n->os.boot_r = m->boot;
-	memcpy(n->os.nonce_r, m->nonce, NONCE_LEN);
-	proof(p, &n->os, p->self->name, n->name, "responder", want);
+	if (!n) {
+		p->unknown_sessions++; /* an answer to an older HELLO, or a copy */
+		return;
+	}
+	/* checked on a copy: the handshake under way is left as it is unless this verifies */
+	s = n->os;
+	s.boot_r = m->boot;
+	memcpy(s.nonce_r, m->nonce, NONCE_LEN);
+	proof(p, &s, p->self->name, n->name, "responder", want);
 	if (CRYPTO_memcmp(want, m->proof, KEY_LEN) != 0) {
-		n->out = OUT_IDLE;
-		if (!n->auth_warned) {
-			n->auth_warned = true;
-			n->refused++;
-			p->refused++;
-			log_warn("peer failed authentication: it does not hold the rack secret "
-				 "name=%s address=%s",
-				 n->name, n->address);
-		}
+		OPENSSL_cleanse(&s, sizeof(s));
+		node_refused(p, n, "chal");
 		return;
 	}
 	node_boot(p, n, m->boot);
+	n->os = s;
+	OPENSSL_cleanse(&s, sizeof(s));
 	proof(p, &n->os, p->self->name, n->name, "initiator", a.proof);
 	len = transcript(&n->os, p->self->name, n->name, "session", t, sizeof(t));
 	rack_hmac(p->secret, p->secret_len, t, len, n->os.key);
 	OPENSSL_cleanse(t, sizeof(t));
+	n->os.tx = n->os.rx = 0;
 	n->out = OUT_AUTH;
-	send_raw(p, n, M_AUTH, true, n->os.sid, NULL, &a, sizeof(a));
+	send_raw(p, n, M_AUTH, true, &n->os, false, &a, sizeof(a));
 }
 
 static void on_auth(struct peer *p, const struct wire_hdr *hdr, const struct m_auth *m)
 {
 	uint8_t want[KEY_LEN], t[512];
+	struct pending *pd = NULL;
 	struct node *n = NULL;
+	int64_t now = granaryd_now_ns();
 	size_t len;
 
-	for (size_t i = 0; i < p->n_nodes; i++) {
-		if (!p->nodes[i].self && p->nodes[i].in == IN_CHAL &&
-		    p->nodes[i].is.sid == hdr->sid)
-			n = &p->nodes[i];
-	}
-	if (!n)
-		return;
-	proof(p, &n->is, n->name, p->self->name, "initiator", want);
-	if (CRYPTO_memcmp(want, m->proof, KEY_LEN) != 0) {
-		int64_t now = granaryd_now_ns();
+	for (size_t i = 0; i < p->n_nodes && !pd; i++) {
+		if (p->nodes[i].self)
+			continue;
+		for (int j = 0; j < PENDING_MAX; j++) {
+			struct pending *x = &p->nodes[i].pend[j];
 
-		n->in = IN_NONE;
-		n->refused++;
-		p->refused++;
-		if (!n->refused_logged_ns || now - n->refused_logged_ns > UNKNOWN_LOG_NS * 6) {
-			/* it retries every heartbeat: a line a minute says enough */
-			n->refused_logged_ns = now;
-			log_warn("peer refused: wrong rack secret name=%s address=%s attempts=%llu",
-				 n->name, n->address, (unsigned long long)n->refused);
+			if (x->used && x->s.sid == hdr->sid && now - x->at_ns <= PENDING_NS) {
+				n = &p->nodes[i];
+				pd = x;
+				break;
+			}
 		}
+	}
+	if (!pd) {
+		p->unknown_sessions++; /* already proven, expired, or never answered */
 		return;
 	}
+	proof(p, &pd->s, n->name, p->self->name, "initiator", want);
+	if (CRYPTO_memcmp(want, m->proof, KEY_LEN) != 0) {
+		node_refused(p, n, "auth");
+		return;
+	}
+	/* proven: now, and only now, the new session replaces the old one */
+	node_boot(p, n, pd->s.boot_i);
+	if (n->in != IN_NONE)
+		pushes_abort_node(p, n); /* they belonged to its previous session */
+	OPENSSL_cleanse(&n->is, sizeof(n->is));
+	n->is = pd->s;
+	OPENSSL_cleanse(pd, sizeof(*pd));
 	len = transcript(&n->is, n->name, p->self->name, "session", t, sizeof(t));
 	rack_hmac(p->secret, p->secret_len, t, len, n->is.key);
 	OPENSSL_cleanse(t, sizeof(t));
+	n->is.tx = n->is.rx = 0;
 	n->in = IN_UP;
+	n->handshakes++;
 	send_in(p, n, M_OK, NULL, 0);
+	/* it is talking: ours to it need not wait for the next heartbeat */
+	if (n->out == OUT_IDLE)
+		send_hello(p, n);
 }
 
 /* Heartbeats, handshakes, and the liveness verdict, every peers.heartbeat. */
@@ -1600,8 +1814,8 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 
 /* ---- receiving ---- */
 
-/* The session a message names: @n and its key, or NULL. */
-static struct node *session_of(struct peer *p, const struct wire_hdr *h, const uint8_t **key)
+/* The established session a message names: @n and the session, or NULL. */
+static struct node *session_of(struct peer *p, const struct wire_hdr *h, struct session **s)
 {
 	for (size_t i = 0; i < p->n_nodes; i++) {
 		struct node *n = &p->nodes[i];
@@ -1609,11 +1823,11 @@ static struct node *session_of(struct peer *p, const struct wire_hdr *h, const u
 		if (n->self)
 			continue;
 		if (h->init && n->in == IN_UP && n->is.sid == h->sid) {
-			*key = n->is.key;
+			*s = &n->is;
 			return n;
 		}
 		if (!h->init && (n->out == OUT_AUTH || n->out == OUT_UP) && n->os.sid == h->sid) {
-			*key = n->os.key;
+			*s = &n->os;
 			return n;
 		}
 	}
@@ -1630,9 +1844,9 @@ static void on_recv(void *arg, const void *msg, size_t len)
 	struct peer *p = arg;
 	struct wire_hdr h;
 	const uint8_t *body = (const uint8_t *)msg + sizeof(h);
-	const uint8_t *key = NULL;
-	uint8_t mac[MAC_LEN];
+	struct session *s = NULL;
 	struct node *n;
+	int rc;
 	union {
 		struct m_hello hello;
 		struct m_chal chal;
@@ -1670,18 +1884,14 @@ static void on_recv(void *arg, const void *msg, size_t len)
 		break;
 	}
 
-	n = session_of(p, &h, &key);
+	n = session_of(p, &h, &s);
 	if (!n) {
 		p->unknown_sessions++;
 		return;
 	}
-	message_mac(key, &h, body, mac);
-	if (CRYPTO_memcmp(mac, h.mac, MAC_LEN) != 0) {
-		p->bad_macs++;
-		if (!n->mac_warned) {
-			n->mac_warned = true;
-			log_warn("message with a bad authenticator dropped name=%s", n->name);
-		}
+	rc = peer_msg_accept(s->key, &s->rx, msg, len);
+	if (rc < 0) {
+		node_dropped(p, n, rc);
 		return;
 	}
 	/* anything it says proves it alive, even when its acks queue behind data */
@@ -1694,6 +1904,7 @@ static void on_recv(void *arg, const void *msg, size_t len)
 			n->out = OUT_UP;
 			n->last_ack_ns = granaryd_now_ns();
 			n->rtt_ns = n->last_ack_ns - n->hello_ns;
+			n->handshakes++;
 			node_up(p, n);
 		}
 		return;
@@ -1889,23 +2100,28 @@ void peer_status_json(struct granaryd *d, void *json_object)
 
 		json_array_append_new(
 			nodes,
-			json_pack("{ss ss sb sb sf sf sI sI sI sI sI sI sI sI}", "name", n->name,
-				  "address", n->address, "self", n->self, "up", n->self || n->up,
-				  "up_seconds", n->up ? (double)(now - n->up_since_ns) / 1e9 : 0.0,
-				  "rtt_ms", (double)n->rtt_ns / 1e6, "fetched",
-				  (json_int_t)n->pulls, "fetched_bytes", (json_int_t)n->pull_bytes,
-				  "fetch_failures", (json_int_t)n->pull_failures, "served",
-				  (json_int_t)n->pushes, "served_bytes", (json_int_t)n->push_bytes,
-				  "serve_failures", (json_int_t)n->push_failures, "downs",
-				  (json_int_t)n->downs, "refused", (json_int_t)n->refused));
+			json_pack("{ss ss sb sb sf sf sI sI sI sI sI sI sI sI sI sI}", "name",
+				  n->name, "address", n->address, "self", n->self, "up",
+				  n->self || n->up, "up_seconds",
+				  n->up ? (double)(now - n->up_since_ns) / 1e9 : 0.0, "rtt_ms",
+				  (double)n->rtt_ns / 1e6, "fetched", (json_int_t)n->pulls,
+				  "fetched_bytes", (json_int_t)n->pull_bytes, "fetch_failures",
+				  (json_int_t)n->pull_failures, "served", (json_int_t)n->pushes,
+				  "served_bytes", (json_int_t)n->push_bytes, "serve_failures",
+				  (json_int_t)n->push_failures, "downs", (json_int_t)n->downs,
+				  "refused", (json_int_t)n->refused, "replayed",
+				  (json_int_t)n->replayed, "handshakes",
+				  (json_int_t)n->handshakes));
 	}
-	r = json_pack("{sb ss ss ss sI sI sI sI sI sI sI so}", "enabled", 1, "self", p->self->name,
-		      "provider", p->fab ? fabric_provider(p->fab) : p->d->cfg->peers.provider,
-		      "progress", p->fab ? fabric_progress_mode(p->fab) : "none", "live",
-		      (json_int_t)p->n_live, "fetching", (json_int_t)p->n_pulls, "serving",
-		      (json_int_t)p->n_pushes, "refused", (json_int_t)p->refused, "bad_macs",
-		      (json_int_t)p->bad_macs, "unknown_sessions", (json_int_t)p->unknown_sessions,
-		      "window_bytes", (json_int_t)p->win_used, "nodes", nodes);
+	r = json_pack("{sb ss ss ss sI sI sI sI sI sI sI sI so}", "enabled", 1, "self",
+		      p->self->name, "provider",
+		      p->fab ? fabric_provider(p->fab) : p->d->cfg->peers.provider, "progress",
+		      p->fab ? fabric_progress_mode(p->fab) : "none", "live", (json_int_t)p->n_live,
+		      "fetching", (json_int_t)p->n_pulls, "serving", (json_int_t)p->n_pushes,
+		      "refused", (json_int_t)p->refused, "replayed", (json_int_t)p->replayed,
+		      "bad_macs", (json_int_t)p->bad_macs, "unknown_sessions",
+		      (json_int_t)p->unknown_sessions, "window_bytes", (json_int_t)p->win_used,
+		      "nodes", nodes);
 	if (r)
 		json_object_set_new(root, "rack", r);
 }
@@ -1971,6 +2187,7 @@ static void rack_free(struct peer *p, bool keep_chunks)
 	for (size_t i = 0; i < p->n_nodes; i++) {
 		OPENSSL_cleanse(&p->nodes[i].os, sizeof(p->nodes[i].os));
 		OPENSSL_cleanse(&p->nodes[i].is, sizeof(p->nodes[i].is));
+		OPENSSL_cleanse(p->nodes[i].pend, sizeof(p->nodes[i].pend));
 	}
 	free(p->nodes);
 	free(p->seeds);

@@ -14,6 +14,7 @@
 #define GRANARY_PEER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "granaryd.h"
@@ -42,8 +43,41 @@ void peer_fetch(struct granaryd *d, struct mount *m, const char *path, struct pe
 /*
  * Add "rack" to @json_object (a jansson json_t object, the STATUS reply):
  * this node, the provider, and per node whether it is up, its round trip,
- * and what was fetched from it and served to it.
+ * what was fetched from it and served to it, and the messages naming it that
+ * were refused (a proof that failed) or dropped as copies.
  */
 void peer_status_json(struct granaryd *d, void *json_object);
+
+/*
+ * The acceptance rules of the rack's wire (see peer.c), pure so they can be
+ * tested alone.
+ */
+#define PEER_KEY_LEN 32
+
+/*
+ * Frame a message of @type on session @sid into @out: with @key (a session
+ * key of PEER_KEY_LEN bytes) it carries sequence number @seq and a MAC of
+ * header and body; without, @seq is the handshake's HELLO number. Its length,
+ * or -EMSGSIZE.
+ */
+int peer_msg_seal(const uint8_t *key, int type, bool init, uint64_t sid, uint64_t seq,
+		  const void *body, size_t len, void *out, size_t outsz);
+
+/*
+ * Take an authenticated message of @len bytes: 0 when its MAC under @key
+ * verifies and its sequence number is above *@last (which then becomes it);
+ * -EBADMSG for a wrong MAC, -EALREADY for a copy or an older message, -EPROTO
+ * when it is malformed. *@last changes only on 0.
+ */
+int peer_msg_accept(const uint8_t *key, uint64_t *last, const void *msg, size_t len);
+
+/*
+ * A HELLO whose proof verified (@sid, the sender's @boot id, its HELLO number
+ * @hseq), against the last session the same node opened (@cur_*, 0 before
+ * any): false when it is that session's HELLO again or an older one of the
+ * same life.
+ */
+bool peer_hello_fresh(uint64_t sid, uint64_t boot, uint64_t hseq, uint64_t cur_sid,
+		      uint64_t cur_boot, uint64_t cur_hseq);
 
 #endif
