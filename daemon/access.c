@@ -43,21 +43,12 @@ bool access_is_admin(const struct granaryd *d, const struct caller *who)
 	return false;
 }
 
-static const char *rel_of(const struct mount *m, const char *path)
-{
-	size_t n = strlen(m->cfg->path);
-
-	if (n == 1)
-		return path + 1;
-	return path[n] == '/' ? path + n + 1 : path + n;
-}
-
 static void check_work(struct pool_task *t)
 {
 	struct access_req *a = (struct access_req *)t;
 
 	a->err =
-		a->m->ops->check(a->m, rel_of(a->m, a->path), a->who,
+		a->m->ops->check(a->m, mount_rel(a->m, a->path), a->who,
 				 a->want == ACCESS_WRITE ? NULL : &a->seen, a->msg, sizeof(a->msg));
 	a->seen_valid = a->err == 0 && a->want == ACCESS_READ;
 }

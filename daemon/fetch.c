@@ -84,16 +84,6 @@ static struct object *entry_object(struct policy_entry *e)
 	return (struct object *)((char *)e - offsetof(struct object, pe));
 }
 
-static const char *rel_of(const struct mount *m, const char *path)
-{
-	size_t n = strlen(m->cfg->path);
-	const char *r = path + n;
-
-	if (n == 1)
-		return path + 1;
-	return *r == '/' ? r + 1 : r;
-}
-
 static bool needs_validation(struct granaryd *d, const struct object *o)
 {
 	const struct config_mount *cm = o->mount->cfg;
@@ -972,7 +962,7 @@ static void fetch_new(struct granaryd *d, struct mount *m, const char *path, str
 	o->fetch = f;
 	f->d = d;
 	f->m = m;
-	f->rel = rel_of(m, f->path);
+	f->rel = mount_rel(m, f->path);
 	f->srcfd = f->tmpfd = -1;
 	w->next = NULL;
 	f->waiters = w;
@@ -998,7 +988,7 @@ static void miss(struct granaryd *d, struct mount *m, const char *path, struct f
 static void validate_work(struct pool_task *t)
 {
 	struct validate *v = (struct validate *)t;
-	const char *rel = rel_of(v->m, v->path);
+	const char *rel = mount_rel(v->m, v->path);
 
 	v->msg[0] = '\0';
 	v->err = v->m->ops->describe(v->m, rel, &v->v, &v->type, v->msg, sizeof(v->msg));
@@ -1261,7 +1251,7 @@ void fetch_get(struct granaryd *d, struct mount *m, const char *path, struct fet
 			v->call.done = validate_head_done;
 			v->call.arg = v;
 			v->call.foreground = w->foreground;
-			m->ops->head_async(m, rel_of(m, v->path), &v->call);
+			m->ops->head_async(m, mount_rel(m, v->path), &v->call);
 			return;
 		}
 		v->task.work = validate_work;

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <event2/event.h>
 
@@ -95,6 +96,19 @@ struct granaryd {
 struct mount *granaryd_mount_find(struct granaryd *d, const char *path);
 /* A mount's dataset id for an explicit dataset name or path. */
 struct mount *granaryd_mount_by_dataset(struct granaryd *d, const char *name);
+
+/*
+ * @path (normalised, under @m) as the backend names it: relative to the
+ * mount, without a leading slash; "" is the mount's root.
+ */
+static inline const char *mount_rel(const struct mount *m, const char *path)
+{
+	size_t n = strlen(m->cfg->path);
+
+	if (n == 1)
+		return path + 1;
+	return path[n] == '/' ? path + n + 1 : path + n;
+}
 
 int64_t granaryd_now_ns(void);	   /* CLOCK_MONOTONIC */
 int64_t granaryd_realtime_s(void); /* CLOCK_REALTIME seconds */

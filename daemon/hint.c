@@ -12,6 +12,7 @@
 
 #include "index.h"
 #include "log.h"
+#include "proto.h"
 #include "policy.h"
 #include "prefetch.h"
 
@@ -33,19 +34,10 @@ struct hint {
 	bool full; /* the arena hit its limit: later paths were dropped */
 };
 
+/* @path relative to @m, or NULL when it is not under it. */
 static const char *rel_of(const struct mount *m, const char *path)
 {
-	size_t n = strlen(m->cfg->path);
-	const char *r;
-
-	if (n == 1)
-		return path[0] == '/' ? path + 1 : path;
-	if (strncmp(path, m->cfg->path, n) != 0)
-		return NULL;
-	r = path + n;
-	if (*r == '/')
-		return r + 1;
-	return *r ? NULL : r;
+	return proto_path_under(path, m->cfg->path) ? mount_rel(m, path) : NULL;
 }
 
 static uint64_t hash_rel(const char *rel, size_t len)

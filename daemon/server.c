@@ -301,8 +301,6 @@ static void open_answered(struct fetch_waiter *w, struct object *o, int direct_f
 	req_free(r);
 }
 
-static const char *rel_path(const struct mount *m, const char *path);
-
 /* The caller may read the source (or was refused): go on with the fetch. */
 static void open_checked(struct access_req *a)
 {
@@ -437,20 +435,11 @@ static void work_free(struct work *w)
 	free(w);
 }
 
-static const char *rel_path(const struct mount *m, const char *path)
-{
-	size_t n = strlen(m->cfg->path);
-
-	if (n == 1)
-		return path + 1;
-	return path[n] == '/' ? path + n + 1 : path + n;
-}
-
 static void stat_work(struct pool_task *t)
 {
 	struct work *w = (struct work *)t;
 
-	w->err = w->m->ops->stat(w->m, rel_path(w->m, w->path), who_of(w->c), &w->v, &w->ftype,
+	w->err = w->m->ops->stat(w->m, mount_rel(w->m, w->path), who_of(w->c), &w->v, &w->ftype,
 				 w->msg, sizeof(w->msg));
 }
 
@@ -497,7 +486,7 @@ static int list_collect(const struct backend_dirent *de, void *arg)
 static void list_work(struct pool_task *t)
 {
 	struct work *w = (struct work *)t;
-	const char *rel = rel_path(w->m, w->path);
+	const char *rel = mount_rel(w->m, w->path);
 
 	w->ents = calloc(LIST_PAGE_MAX, sizeof(*w->ents));
 	if (!w->ents) {
@@ -611,7 +600,7 @@ static void remote_list_done(struct backend_call *call)
 		memset(&w->call, 0, sizeof(w->call));
 		w->call.done = remote_stat_done;
 		w->call.arg = w;
-		m->ops->head_async(w->m, rel_path(m, w->path), &w->call);
+		m->ops->head_async(w->m, mount_rel(m, w->path), &w->call);
 		return;
 	}
 	list_done(&w->task);
@@ -620,7 +609,7 @@ static void remote_list_done(struct backend_call *call)
 static void remote_stat_list(struct work *w)
 {
 	const struct mount *m = w->m;
-	const char *rel = rel_path(m, w->path);
+	const char *rel = mount_rel(m, w->path);
 
 	w->call.arg = w;
 	if (w->type == PROTO_STAT) {
