@@ -21,6 +21,8 @@
 #define READ_BUDGET	64		  /* requests read per wakeup, for fairness */
 #define ACCEPT_PAUSE_NS (100LL * 1000000) /* after EMFILE */
 #define LOG_INTERVAL_NS (1000LL * 1000000)
+#define REFUSE_WAIT_NS	(1000LL * 1000000) /* for a refused client's first request */
+#define REFUSING_MAX	64
 
 struct outmsg {
 	struct outmsg *next;
@@ -389,24 +391,90 @@ static void accept_resume(evutil_socket_t fd, short what, void *arg)
 		event_add(s->ev, NULL);
 }
 
-/* Refuse a connection over a limit: one reply saying why, then close. */
+/*
+ * A connection over a limit. It is answered once, to its first request (its
+ * id, so the client shows the reason rather than a reset connection), and
+ * closed; or closed after REFUSE_WAIT_NS when nothing comes. At most
+ * REFUSING_MAX wait at once: beyond, a connection is closed at once.
+ */
+struct refusal {
+	struct refusal *prev, *next; /* in s->refusals */
+	struct server *s;
+	int fd;
+	struct event *ev;
+	char msg[160];
+};
+
+static void refusal_end(struct refusal *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		r->s->refusals = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	r->s->refusing--;
+	event_free(r->ev);
+	close(r->fd);
+	free(r);
+}
+
+static void refusal_on_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct refusal *r = arg;
+	struct proto_buf *b = &r->s->out;
+	struct proto_hdr h;
+	ssize_t n;
+
+	if (what & EV_READ) {
+		n = recv(fd, r->s->in, sizeof(r->s->in), MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n >= (ssize_t)PROTO_HDR_SIZE) {
+			memcpy(&h, r->s->in, sizeof(h));
+			proto_begin(b, (uint16_t)(PROTO_REPLY | (h.type & ~PROTO_REPLY)), h.id);
+			proto_put_i32(b, PROTO_T_STATUS, -EUSERS);
+			proto_put_str(b, PROTO_T_ERRMSG, r->msg);
+			(void)!send(fd, b->data, b->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+			/* whatever else it sent is read, so the close is not a reset */
+			while (recv(fd, r->s->in, sizeof(r->s->in), MSG_DONTWAIT) > 0)
+				;
+		}
+	}
+	refusal_end(r);
+}
+
 static void refuse(struct server *s, int fd, const struct caller *who, pid_t pid, const char *why,
 		   unsigned limit)
 {
-	struct proto_buf *b = &s->out;
+	struct timeval wait = {0, (suseconds_t)(REFUSE_WAIT_NS / 1000)};
 	unsigned long long held;
-	char msg[160];
+	struct refusal *r = NULL;
 
-	snprintf(msg, sizeof(msg), "%s (limit %u)", why, limit);
-	proto_begin(b, PROTO_REPLY, 0);
-	proto_put_i32(b, PROTO_T_STATUS, -EUSERS);
-	proto_put_str(b, PROTO_T_ERRMSG, msg);
-	(void)!send(fd, b->data, b->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-	close(fd);
 	s->d->c.refused_connections++;
 	if (log_limit_pass(&limit_refused, granaryd_now_ns(), LOG_INTERVAL_NS, &held))
 		log_warn("connection refused uid=%u pid=%d why=\"%s\" limit=%u held=%llu",
 			 (unsigned)who->uid, (int)pid, why, limit, held);
+	if (s->refusing < REFUSING_MAX)
+		r = calloc(1, sizeof(*r));
+	if (r) {
+		r->s = s;
+		r->fd = fd;
+		snprintf(r->msg, sizeof(r->msg), "%s (limit %u)", why, limit);
+		r->ev = event_new(s->d->base, fd, EV_READ, refusal_on_event, r);
+	}
+	if (!r || !r->ev || event_add(r->ev, &wait) < 0) {
+		if (r && r->ev)
+			event_free(r->ev);
+		free(r);
+		close(fd);
+		return;
+	}
+	s->refusing++;
+	r->next = s->refusals;
+	if (s->refusals)
+		s->refusals->prev = r;
+	s->refusals = r;
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -669,6 +737,8 @@ void server_destroy(struct granaryd *d)
 	server_stop_listening(d);
 	while (s->conns)
 		conn_close(s->conns);
+	while (s->refusals)
+		refusal_end(s->refusals);
 	/* users of connections still referenced by requests that never ended */
 	while (s->users) {
 		struct conn_user *u = s->users;

@@ -30,6 +30,7 @@
 
 struct outmsg;
 struct conn_user;
+struct refusal;
 
 struct conn {
 	struct granaryd *d;
@@ -57,6 +58,8 @@ struct server {
 	struct event *idle_timer;
 	struct conn *conns;
 	unsigned nconns;
+	unsigned refusing; /* refused connections waiting for their one answer */
+	struct refusal *refusals;
 	struct conn_user *users;
 	char *path;
 	struct proto_buf out; /* replies are built here on the loop thread */

@@ -177,6 +177,17 @@ static const struct caller *who_of(const struct conn *c)
 	return access_needed(&c->who) ? &c->who : NULL;
 }
 
+/* An object-store mount's allow lists; a refusal is answered here. */
+static bool may_read_mount(struct conn *c, const struct parsed *p, const struct mount *m)
+{
+	if (access_mount_allows(m, &c->who))
+		return true;
+	c->d->c.denied++;
+	reply_errorf(c, p->h.type, p->h.id, -EACCES, "uid %u may not read %s", (unsigned)c->who.uid,
+		     m->cfg->path);
+	return false;
+}
+
 /* Admin verbs: root or access.admin_gids; others get EPERM and why. */
 static bool need_admin(struct conn *c, const struct parsed *p)
 {
@@ -646,12 +657,8 @@ static void handle_stat_list(struct conn *c, struct parsed *p)
 
 	if (!m)
 		return;
-	if (!access_mount_allows(m, &c->who)) {
-		c->d->c.denied++;
-		reply_errorf(c, p->h.type, p->h.id, -EACCES, "uid %u may not read %s",
-			     (unsigned)c->who.uid, m->cfg->path);
+	if (!may_read_mount(c, p, m))
 		return;
-	}
 	w = work_new(c, p, m);
 	if (!w)
 		return;
@@ -968,9 +975,8 @@ static bool may_steer(struct conn *c, const struct parsed *p, struct mount *m)
 	struct granaryd *d = c->d;
 	int64_t now = granaryd_now_ns(), idle = (int64_t)d->cfg->access.steer_idle_ns;
 
-	if (access_is_admin(d, &c->who))
-		return true;
-	if (m->steered && m->steer_uid != c->who.uid && now - m->steer_ns < idle) {
+	if (!access_is_admin(d, &c->who) && m->steered && m->steer_uid != c->who.uid &&
+	    now - m->steer_ns < idle) {
 		d->c.denied++;
 		reply_errorf(c, p->h.type, p->h.id, -EPERM,
 			     "dataset %s is steered by uid %u (its last epoch or hint %llds ago): "
@@ -992,7 +998,7 @@ static void handle_epoch(struct conn *c, struct parsed *p)
 	struct proto_buf *b;
 	uint64_t e;
 
-	if (!m || !may_steer(c, p, m))
+	if (!m || !may_read_mount(c, p, m) || !may_steer(c, p, m))
 		return;
 	e = policy_epoch_advance(c->d->policy, m->dataset);
 	prefetch_kick(c->d, m); /* an order for this epoch starts; one for the last stops */
@@ -1018,14 +1024,8 @@ static void handle_hint(struct conn *c, struct parsed *p)
 
 	p->has_path = false; /* a hint's PATH items are the order, not a scope */
 	m = dataset_mount(c, p);
-	if (!m || !may_steer(c, p, m))
+	if (!m || !may_read_mount(c, p, m) || !may_steer(c, p, m))
 		return;
-	if (!access_mount_allows(m, &c->who)) {
-		c->d->c.denied++;
-		reply_errorf(c, p->h.type, p->h.id, -EACCES, "uid %u may not read %s",
-			     (unsigned)c->who.uid, m->cfg->path);
-		return;
-	}
 	/* the prefetcher reads the order as its sender could, no more */
 	m->hint_who = c->who;
 	proto_iter_init(&it, p->msg, p->len);
