@@ -23,7 +23,7 @@
 #include "proto.h"
 
 #define LIST_BODY_MAX (256u << 20)
-#define LIST_KEEP_NS  (10LL * 1000000000LL)
+#define LIST_KEEP_NS  (10 * NS_PER_S)
 
 struct http_listing {
 	char *rel;
@@ -31,15 +31,6 @@ struct http_listing {
 	size_t n;
 	int64_t at_ns;
 };
-
-/* granaryd_now_ns lives in main.c; this file is linked by unit tests too */
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 void http_listing_free(struct http_listing *l)
 {
@@ -163,7 +154,7 @@ static void list_done(struct remote_req *r, int rc, const char *cause)
 			remote_op_finish(op, rc, "out of memory");
 		return;
 	}
-	l->at_ns = mono_ns();
+	l->at_ns = clock_now_ns();
 	http_listing_free(rm->lcache);
 	rm->lcache = l;
 	answer_page(op, l);
@@ -190,7 +181,7 @@ static void http_list_async(struct mount *m, const char *rel, const char *after,
 		return;
 	}
 	/* a walk's next page: the listing its first page read */
-	if (after[0] && l && !strcmp(l->rel, rel) && mono_ns() - l->at_ns < LIST_KEEP_NS) {
+	if (after[0] && l && !strcmp(l->rel, rel) && clock_now_ns() - l->at_ns < LIST_KEEP_NS) {
 		answer_page(op, l);
 		return;
 	}

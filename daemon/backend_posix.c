@@ -206,7 +206,7 @@ static void fill_validator(const struct stat *sb, struct validator *v)
 {
 	memset(v, 0, sizeof(*v));
 	v->size = (uint64_t)sb->st_size;
-	v->mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000LL + sb->st_mtim.tv_nsec;
+	v->mtime_ns = clock_ns_of(&sb->st_mtim);
 	v->ino = sb->st_ino;
 	v->mode = sb->st_mode;
 	v->uid = sb->st_uid;

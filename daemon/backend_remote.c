@@ -328,7 +328,7 @@ static int check_first(struct remote_req *r)
 	if (want->etag[0] && r->etag[0] && strcmp(want->etag, r->etag))
 		return -ESTALE;
 	if (!want->etag[0] && want->mtime_ns && r->lastmod >= 0 &&
-	    r->lastmod * 1000000000LL != want->mtime_ns)
+	    r->lastmod * NS_PER_S != want->mtime_ns)
 		return -ESTALE;
 	if (r->ranged &&
 	    (!r->has_crange || r->crange_start != r->off || r->crange_total != want->size))
@@ -584,8 +584,7 @@ static void xfer_done(struct curl_xfer *x, CURLcode rc)
 	ms = ms / 2 + next_rand(rm) % (ms ? ms : 1);
 	log_debug("retrying mount=%s url=%s attempt=%u in_ms=%llu cause=\"%s\"", rm->m->cfg->path,
 		  r->url, r->attempts, (unsigned long long)ms, cause);
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	tv = clock_timeval((int64_t)ms * NS_PER_MS);
 	evtimer_add(r->backoff, &tv);
 }
 
@@ -906,7 +905,7 @@ static void head_done(struct remote_req *r, int rc, const char *cause)
 		memset(v, 0, sizeof(*v));
 		v->size = (uint64_t)clen;
 		snprintf(v->etag, sizeof(v->etag), "%s", r->etag);
-		v->mtime_ns = r->lastmod >= 0 ? r->lastmod * 1000000000LL : 0;
+		v->mtime_ns = r->lastmod >= 0 ? r->lastmod * NS_PER_S : 0;
 		v->ino = pseudo_ino(r->url);
 		v->mode = S_IFREG | 0444;
 		call->type = PROTO_FT_REG;
@@ -1006,7 +1005,7 @@ static void describe(struct remote_op *op, const struct remote_req *r, uint64_t 
 	memset(v, 0, sizeof(*v));
 	v->size = size;
 	snprintf(v->etag, sizeof(v->etag), "%s", r->etag);
-	v->mtime_ns = r->lastmod >= 0 ? r->lastmod * 1000000000LL : 0;
+	v->mtime_ns = r->lastmod >= 0 ? r->lastmod * NS_PER_S : 0;
 	v->ino = pseudo_ino(op->url);
 	v->mode = S_IFREG | 0444;
 	op->call->type = PROTO_FT_REG;

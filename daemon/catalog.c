@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 enum op_kind { OP_PUT, OP_DEL, OP_PIN, OP_EPOCH };
@@ -341,11 +342,7 @@ static void *catalog_writer(void *arg)
 			pthread_cond_wait(&c->cond, &c->lock);
 		if (!c->stopping && !c->flush_waiters) {
 			/* let the batch gather for one interval */
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_nsec += (long)(c->interval_ns % 1000000000ull);
-			ts.tv_sec +=
-				(time_t)(c->interval_ns / 1000000000ull) + ts.tv_nsec / 1000000000;
-			ts.tv_nsec %= 1000000000;
+			ts = clock_mono_after((int64_t)c->interval_ns);
 			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 		}
 		ops = c->head;

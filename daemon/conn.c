@@ -185,7 +185,7 @@ static void conn_arm(struct conn *c)
 
 		c->user->paused =
 			c->user->paused || c->inflight < c->d->cfg->limits.requests_per_connection;
-		if (log_limit_pass(&limit_paused, granaryd_now_ns(), LOG_INTERVAL_NS, &held))
+		if (log_limit_pass(&limit_paused, clock_now_ns(), LOG_INTERVAL_NS, &held))
 			log_info("client paused at its limit uid=%u pid=%d inflight=%u queued=%u "
 				 "held=%llu",
 				 (unsigned)c->cred.uid, (int)c->cred.pid, c->inflight, c->queued,
@@ -261,7 +261,7 @@ void conn_send2(struct conn *c, const void *data, size_t len, int fd0, int fd1)
 		rc = send_one(c, data, len, fds);
 		if (rc == 0) {
 			close_fds(fds);
-			c->last_ns = granaryd_now_ns();
+			c->last_ns = clock_now_ns();
 			return;
 		}
 		if (rc != -EAGAIN && rc != -ENOBUFS) {
@@ -314,7 +314,7 @@ static void conn_flush(struct conn *c)
 		if (!c->out_head)
 			c->out_tail = NULL;
 		c->queued--;
-		c->last_ns = granaryd_now_ns();
+		c->last_ns = clock_now_ns();
 		close_fds(o->fds);
 		free(o);
 	}
@@ -359,7 +359,7 @@ static void conn_read(struct conn *c)
 					close(fds[k]);
 			}
 		}
-		c->last_ns = granaryd_now_ns();
+		c->last_ns = clock_now_ns();
 		server_dispatch(c, s->in, (size_t)n > PROTO_MSG_MAX ? PROTO_MSG_MAX : (size_t)n,
 				(size_t)n > PROTO_MSG_MAX || (mh.msg_flags & MSG_TRUNC));
 	}
@@ -452,7 +452,7 @@ static void refuse(struct server *s, int fd, const struct caller *who, pid_t pid
 	struct refusal *r = NULL;
 
 	s->d->c.refused_connections++;
-	if (log_limit_pass(&limit_refused, granaryd_now_ns(), LOG_INTERVAL_NS, &held))
+	if (log_limit_pass(&limit_refused, clock_now_ns(), LOG_INTERVAL_NS, &held))
 		log_warn("connection refused uid=%u pid=%d why=\"%s\" limit=%u held=%llu",
 			 (unsigned)who->uid, (int)pid, why, limit, held);
 	if (s->refusing < REFUSING_MAX)
@@ -499,8 +499,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			    errno != ENOMEM)
 				return;
 			/* out of descriptors: stop accepting for a moment, say so once */
-			if (log_limit_pass(&limit_accept, granaryd_now_ns(), LOG_INTERVAL_NS,
-					   &held))
+			if (log_limit_pass(&limit_accept, clock_now_ns(), LOG_INTERVAL_NS, &held))
 				log_errno(LOG_ERR, errno,
 					  "accept4 failed, pausing accepts for 100 ms held=%llu",
 					  held);
@@ -536,7 +535,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		c->cred.pid = pid;
 		c->cred.uid = who.uid;
 		c->cred.gid = who.gid;
-		c->last_ns = granaryd_now_ns();
+		c->last_ns = clock_now_ns();
 		c->user = user_get(s, who.uid);
 		c->ev = event_new(d->base, fd, EV_READ | EV_PERSIST, conn_on_event, c);
 		if (!c->user || !c->ev || event_add(c->ev, NULL) < 0) {
@@ -565,7 +564,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 static void on_idle_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
-	int64_t now = granaryd_now_ns(), idle = (int64_t)s->d->cfg->limits.idle_timeout_ns;
+	int64_t now = clock_now_ns(), idle = (int64_t)s->d->cfg->limits.idle_timeout_ns;
 	struct conn *c, *next;
 
 	(void)fd;
@@ -693,10 +692,9 @@ int server_start(struct granaryd *d)
 		int64_t period = (int64_t)d->cfg->limits.idle_timeout_ns / 4;
 		struct timeval tv;
 
-		if (period < 1000000000LL)
-			period = 1000000000LL;
-		tv.tv_sec = (time_t)(period / 1000000000LL);
-		tv.tv_usec = (suseconds_t)(period % 1000000000LL / 1000);
+		if (period < NS_PER_S)
+			period = NS_PER_S;
+		tv = clock_timeval(period);
 		s->idle_timer = event_new(d->base, -1, EV_PERSIST, on_idle_timer, s);
 		if (!s->idle_timer || evtimer_add(s->idle_timer, &tv) < 0)
 			return -ENOMEM;

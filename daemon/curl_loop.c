@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* A socket libcurl asked us to watch. */
@@ -150,8 +151,7 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 		return 0;
 	}
 	/* 0 means "as soon as possible": from the loop, never from inside curl */
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	tv = clock_timeval((int64_t)timeout_ms * NS_PER_MS);
 	return evtimer_add(cl->timer, &tv) < 0 ? -1 : 0;
 }
 

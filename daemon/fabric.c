@@ -66,6 +66,7 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define FABRIC_VERSION	  FI_VERSION(1, 9)
@@ -254,14 +255,6 @@ static void send_put(struct fabric *f, struct fop *op)
 
 /* ---- peers' addresses ---- */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* Whether process @pid exists (EPERM: it does, under another user). */
 static bool pid_alive(pid_t pid)
 {
@@ -282,7 +275,7 @@ static bool peer_alive(struct fabric_peer *p)
 {
 	char buf[512], *s;
 	unsigned long flags;
-	int64_t now = now_ns();
+	int64_t now = clock_now_ns();
 	ssize_t n;
 
 	if (p->stat_fd < 0)
@@ -365,11 +358,11 @@ static int peer_lock_wait(struct fabric_peer *p)
 
 	if (!p->head || !lock_held(p->head))
 		return 0;
-	start = now_ns();
+	start = clock_now_ns();
 	while (lock_held(p->head)) {
 		if (!peer_alive(p))
 			return -EHOSTUNREACH;
-		if (now_ns() - start > LOCK_WAIT_NS)
+		if (clock_now_ns() - start > LOCK_WAIT_NS)
 			return -EAGAIN;
 #if defined(__x86_64__) || defined(__i386__)
 		__builtin_ia32_pause();
@@ -401,7 +394,7 @@ static void bell_send(struct fabric *f, const struct sockaddr_un *to, socklen_t 
 /* Ask @p for its endpoint's name, at most every SHM_ASK_NS. */
 static void peer_ask(struct fabric *f, struct fabric_peer *p)
 {
-	int64_t now = now_ns();
+	int64_t now = clock_now_ns();
 
 	if (now - p->asked_ns < SHM_ASK_NS)
 		return;

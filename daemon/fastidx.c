@@ -193,7 +193,7 @@ void fastidx_put(struct fastidx *fx, struct object *o, uint32_t mount_index)
 	v.mode = o->v.mode;
 	v.uid = o->v.uid;
 	v.gid = o->v.gid;
-	v.validated_s = o->validated_ns > 0 ? (uint32_t)(o->validated_ns / 1000000000LL) : 0;
+	v.validated_s = o->validated_ns > 0 ? (uint32_t)(o->validated_ns / NS_PER_S) : 0;
 	if (!fx->objs[at])
 		fx->used++;
 	else

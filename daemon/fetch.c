@@ -92,7 +92,7 @@ static bool needs_validation(struct granaryd *d, const struct object *o)
 	case CONFIG_CONSISTENCY_IMMUTABLE:
 		return false;
 	case CONFIG_CONSISTENCY_TTL:
-		return granaryd_now_ns() - o->validated_ns >= (int64_t)cm->ttl_ns;
+		return clock_now_ns() - o->validated_ns >= (int64_t)cm->ttl_ns;
 	case CONFIG_CONSISTENCY_STRICT:
 	default:
 		(void)d;
@@ -124,7 +124,7 @@ static void record_hit(struct granaryd *d, struct object *o, struct fetch_waiter
 		return;
 	d->c.hits++;
 	o->mount->hits++;
-	o->last_access = granaryd_realtime_s();
+	o->last_access = clock_real_s();
 	if (o->in_policy && !(w->peer && peer_read_counted(d, o)))
 		policy_access(d->policy, &o->pe);
 }
@@ -146,7 +146,7 @@ static void answer_hit(struct granaryd *d, struct object *o, struct fetch_waiter
 /* Per-mount fetch counts and time, for status and `granary top`. */
 static void mount_fetch_observed(struct mount *m, int64_t start_ns, int err)
 {
-	m->fetch_seconds += (double)(granaryd_now_ns() - start_ns) / 1e9;
+	m->fetch_seconds += (double)(clock_now_ns() - start_ns) / 1e9;
 	if (err)
 		m->fetch_errors++;
 	else
@@ -250,7 +250,7 @@ static void evict_one(struct granaryd *d, struct policy_entry *e)
 	object_forget(d, o);
 }
 
-#define FULL_RETRY_NS (10LL * 1000000000LL)
+#define FULL_RETRY_NS (10 * NS_PER_S)
 
 /*
  * The cache's file system is full before the configured capacity: bring the
@@ -259,7 +259,7 @@ static void evict_one(struct granaryd *d, struct policy_entry *e)
  */
 static void disk_full(struct granaryd *d)
 {
-	int64_t now = granaryd_now_ns();
+	int64_t now = clock_now_ns();
 
 	if (!d->full_since_ns)
 		log_err("cache file system is full before the configured capacity, using what "
@@ -274,7 +274,7 @@ static void disk_full(struct granaryd *d)
 
 static void disk_full_recheck(struct granaryd *d)
 {
-	if (d->full_since_ns && granaryd_now_ns() - d->full_since_ns >= FULL_RETRY_NS) {
+	if (d->full_since_ns && clock_now_ns() - d->full_since_ns >= FULL_RETRY_NS) {
 		d->full_since_ns = 0;
 		d->high = d->high_cfg;
 		d->low = d->low_cfg;
@@ -356,11 +356,11 @@ static void fetch_fail(struct fetch *f, int err, const char *msg)
 
 	if (err != -ENOENT && err != -EISDIR && err != -EACCES && err != -EPERM) {
 		struct mount *m = f->m;
-		int64_t now = granaryd_now_ns();
+		int64_t now = clock_now_ns();
 
 		d->c.fetch_errors++;
 		/* one warning a second a mount: a dead backend must not flood the log */
-		if (now - m->warned_ns >= 1000000000LL) {
+		if (now - m->warned_ns >= NS_PER_S) {
 			log_errno(LOG_WARNING, err,
 				  "fetch failed mount=%s path=%s detail=\"%s\" suppressed=%llu",
 				  m->cfg->path, f->path, msg, (unsigned long long)m->unwarned);
@@ -378,7 +378,7 @@ static void fetch_fail(struct fetch *f, int err, const char *msg)
 	d->fetches_inflight--;
 	qos_release(d, &f->slot);
 	mount_fetch_observed(f->m, f->start_ns, err);
-	metrics_fetch_observed(d, f->m, (double)(granaryd_now_ns() - f->start_ns) / 1e9, 0, err);
+	metrics_fetch_observed(d, f->m, (double)(clock_now_ns() - f->start_ns) / 1e9, 0, err);
 	f->waiters = NULL;
 	for (; w; w = next) {
 		next = w->next;
@@ -456,8 +456,8 @@ static void fetch_committed(struct fetch *f)
 	o->id = f->id;
 	o->v = f->v;
 	o->checksum = f->checksum;
-	o->validated_ns = granaryd_now_ns();
-	o->last_access = granaryd_realtime_s();
+	o->validated_ns = clock_now_ns();
+	o->last_access = clock_real_s();
 	o->verified = true;
 	d->used += f->v.size;
 	m->objects++;
@@ -482,9 +482,9 @@ static void fetch_committed(struct fetch *f)
 	fetch_publish(d, o);
 
 	mount_fetch_observed(m, f->start_ns, 0);
-	metrics_fetch_observed(d, m, (double)(granaryd_now_ns() - f->start_ns) / 1e9, f->v.size, 0);
+	metrics_fetch_observed(d, m, (double)(clock_now_ns() - f->start_ns) / 1e9, f->v.size, 0);
 	log_debug("fetched path=%s bytes=%llu ms=%.3f", o->path, (unsigned long long)o->v.size,
-		  (double)(granaryd_now_ns() - f->start_ns) / 1e6);
+		  (double)(clock_now_ns() - f->start_ns) / 1e6);
 	w = f->waiters;
 	f->waiters = NULL;
 	for (; w; w = next) {
@@ -515,9 +515,7 @@ static void finish_work(struct pool_task *t)
 		f->err = -errno;
 		snprintf(f->msg, sizeof(f->msg), "fstat of the source failed");
 		return;
-	} else if ((uint64_t)sb.st_size != f->v.size ||
-		   (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec !=
-			   f->v.mtime_ns) {
+	} else if ((uint64_t)sb.st_size != f->v.size || clock_ns_of(&sb.st_mtim) != f->v.mtime_ns) {
 		f->changed = true;
 		return;
 	}
@@ -930,7 +928,7 @@ static void slot_granted(struct qos_req *q)
 static void fetch_start(struct fetch *f)
 {
 	f->d->fetches_inflight++;
-	f->start_ns = granaryd_now_ns();
+	f->start_ns = clock_now_ns();
 	f->slot.start = slot_granted;
 	if (!qos_acquire(f->d, &f->slot, f->waiters && f->waiters->foreground))
 		return; /* queued: slot_granted goes on */
@@ -1066,7 +1064,7 @@ static void validated(struct validate *v)
 	} else if (v->type == PROTO_FT_REG && backend_same_version(&o->v, &v->v)) {
 		bool republish = o->mount->cfg->consistency == CONFIG_CONSISTENCY_TTL;
 
-		o->validated_ns = granaryd_now_ns();
+		o->validated_ns = clock_now_ns();
 		if (o->v.mode != v->v.mode || o->v.uid != v->v.uid || o->v.gid != v->v.gid ||
 		    o->v.restricted != (v->v.restricted || fetch_mount_private(o->mount))) {
 			if (!rights_changed(d, o, &v->v)) {
@@ -1290,7 +1288,7 @@ struct object *fetch_restore(struct granaryd *d, struct mount *m, const char *pa
 	o->id = id;
 	o->v = *v;
 	o->checksum = checksum;
-	o->validated_ns = granaryd_now_ns();
+	o->validated_ns = clock_now_ns();
 	o->pe.size = v->size;
 	o->pe.dataset = m->dataset;
 	policy_insert_unread(d->policy, &o->pe);

@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "caller.h"
+#include "clock.h"
 #include "config.h"
 #include "counters.h"
 #include "index.h"
@@ -92,7 +93,7 @@ struct granaryd {
 	bool stopping;
 };
 
-/* The mount serving @path (normalised), or NULL. */
+/* The mount serving @path (normalised), or NULL (mount.c). */
 struct mount *granaryd_mount_find(struct granaryd *d, const char *path);
 /* A mount's dataset id for an explicit dataset name or path. */
 struct mount *granaryd_mount_by_dataset(struct granaryd *d, const char *name);
@@ -109,9 +110,6 @@ static inline const char *mount_rel(const struct mount *m, const char *path)
 		return path + 1;
 	return path[n] == '/' ? path + n + 1 : path + n;
 }
-
-int64_t granaryd_now_ns(void);	   /* CLOCK_MONOTONIC */
-int64_t granaryd_realtime_s(void); /* CLOCK_REALTIME seconds */
 
 /* Begin the ordered shutdown (signals, tests). */
 void granaryd_stop(struct granaryd *d);

@@ -40,49 +40,7 @@
 #include "uring.h"
 
 #define DEFAULT_CONFIG "/etc/granary/granary.yaml"
-#define STOP_GRACE_NS  (5LL * 1000000000LL)
-
-int64_t granaryd_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-int64_t granaryd_realtime_s(void)
-{
-	return (int64_t)time(NULL);
-}
-
-struct mount *granaryd_mount_find(struct granaryd *d, const char *path)
-{
-	struct mount *best = NULL;
-	size_t i, best_len = 0;
-
-	for (i = 0; i < d->n_mounts; i++) {
-		const char *mp = d->mounts[i].cfg->path;
-		size_t n = strlen(mp);
-
-		if (n >= best_len && proto_path_under(path, mp)) {
-			best = &d->mounts[i];
-			best_len = n;
-		}
-	}
-	return best;
-}
-
-struct mount *granaryd_mount_by_dataset(struct granaryd *d, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < d->n_mounts; i++) {
-		if (!strcmp(policy_dataset_name(d->policy, d->mounts[i].dataset), name) ||
-		    !strcmp(d->mounts[i].cfg->path, name))
-			return &d->mounts[i];
-	}
-	return NULL;
-}
+#define STOP_GRACE_NS  (5 * NS_PER_S)
 
 /* ---- systemd readiness, spoken directly over NOTIFY_SOCKET ---- */
 
@@ -205,7 +163,7 @@ static void restore_epoch(const char *name, uint64_t epoch, void *arg)
 static int restore_cache(struct granaryd *d)
 {
 	struct restore rs = {.d = d};
-	int64_t t0 = granaryd_now_ns();
+	int64_t t0 = clock_now_ns();
 	long tmp;
 	int rc;
 
@@ -227,7 +185,7 @@ static int restore_cache(struct granaryd *d)
 	log_info("cache restored objects=%zu bytes=%llu dropped_rows=%llu stray_files=%ld "
 		 "tmp_files=%ld ms=%.1f",
 		 rs.n, (unsigned long long)d->used, (unsigned long long)rs.dropped, rs.stray,
-		 tmp < 0 ? 0 : tmp, (double)(granaryd_now_ns() - t0) / 1e6);
+		 tmp < 0 ? 0 : tmp, (double)(clock_now_ns() - t0) / 1e6);
 	free(rs.ids);
 	return 0;
 }
@@ -244,7 +202,7 @@ static void stop_poll(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if ((d->fetches_inflight == 0 && pool_pending(d->pool) == 0 &&
 	     uring_inflight(d->io) == 0) ||
-	    granaryd_now_ns() > stop_deadline) {
+	    clock_now_ns() > stop_deadline) {
 		if (d->fetches_inflight)
 			log_warn("stopping with fetches in flight count=%u", d->fetches_inflight);
 		event_base_loopbreak(d->base);
@@ -261,7 +219,7 @@ void granaryd_stop(struct granaryd *d)
 	notify("STOPPING=1");
 	log_info("stopping");
 	server_stop_listening(d);
-	stop_deadline = granaryd_now_ns() + STOP_GRACE_NS;
+	stop_deadline = clock_now_ns() + STOP_GRACE_NS;
 	d->stop_timer = event_new(d->base, -1, EV_PERSIST, stop_poll, d);
 	if (d->stop_timer)
 		event_add(d->stop_timer, &tv);
@@ -438,7 +396,7 @@ int main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	d.objdir_path_fd = -1;
 	d.cfg = &cfg;
-	d.start_mono_ns = granaryd_now_ns();
+	d.start_mono_ns = clock_now_ns();
 	rc = log_init((int)cfg.log.level, cfg.log.file);
 	if (rc < 0) {
 		fprintf(stderr, "granaryd: cannot open log file %s: %s\n", cfg.log.file,

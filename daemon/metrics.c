@@ -363,7 +363,7 @@ static void render(struct granaryd *d, struct evbuffer *out)
 
 	family(out, "granary_uptime_seconds", "gauge", "Seconds since granaryd started.");
 	evbuffer_add_printf(out, "granary_uptime_seconds ");
-	put_double(out, (double)(granaryd_now_ns() - d->start_mono_ns) / 1e9);
+	put_double(out, (double)(clock_now_ns() - d->start_mono_ns) / 1e9);
 	evbuffer_add_printf(out, "\n");
 	counter(out, "granary_metrics_scrapes_total", "Requests for this page.",
 		d->metrics->scrapes);

@@ -118,11 +118,11 @@
 #define WINDOWS_PER_PULL 2
 #define WINDOW_BUDGET	 (3u * 1024 * 1024)
 
-#define TICK_NS		 (100LL * 1000000)   /* deadlines, shutdown */
-#define HANDSHAKE_MIN_NS (250LL * 1000000)   /* a HELLO waits at least this for its answer */
-#define REFUSED_LOG_NS	 (1000LL * 1000000)  /* refusal lines: one a second per node name */
-#define PENDING_MAX	 4		     /* handshakes answered and not yet proven, per node */
-#define PENDING_NS	 (10LL * 1000000000) /* how long one waits for its AUTH */
+#define TICK_NS		 (100LL * 1000000)  /* deadlines, shutdown */
+#define HANDSHAKE_MIN_NS (250LL * 1000000)  /* a HELLO waits at least this for its answer */
+#define REFUSED_LOG_NS	 (1000LL * 1000000) /* refusal lines: one a second per node name */
+#define PENDING_MAX	 4		    /* handshakes answered and not yet proven, per node */
+#define PENDING_NS	 (10 * NS_PER_S)    /* how long one waits for its AUTH */
 
 enum msg_type {
 	M_HELLO = 1,
@@ -759,7 +759,7 @@ static void pull_end(struct peer *p, struct pull *pl, int err, const char *fmt, 
 		n->pull_bytes += pl->size;
 		log_debug("fetched from peer path=%s owner=%s bytes=%llu ms=%.3f", pl->path,
 			  n->name, (unsigned long long)pl->size,
-			  (double)(granaryd_now_ns() - pl->start_ns) / 1e6);
+			  (double)(clock_now_ns() - pl->start_ns) / 1e6);
 		pull_free(pl);
 	}
 	pull_pump_room(p);
@@ -904,7 +904,7 @@ static void on_info(struct peer *p, struct node *n, const struct m_info *m)
 	if (!pl || pl->got_info)
 		return;
 	pl->got_info = true;
-	pl->deadline_ns = granaryd_now_ns() + p->idle_ns;
+	pl->deadline_ns = clock_now_ns() + p->idle_ns;
 	if (m->status) {
 		char msg[sizeof(m->msg) + 1];
 
@@ -969,7 +969,7 @@ static void on_wdone(struct peer *p, struct node *n, const struct m_wdone *m)
 
 	if (!pl)
 		return;
-	pl->deadline_ns = granaryd_now_ns() + p->idle_ns;
+	pl->deadline_ns = clock_now_ns() + p->idle_ns;
 	if (m->status) {
 		pull_end(p, pl, -EIO, "%s failed to send it: %s", n->name, strerror(-m->status));
 		return;
@@ -1153,7 +1153,7 @@ static bool push_report(struct push *ps)
 			ps->n->push_bytes += ps->size;
 			log_debug("served a peer path=%s peer=%s bytes=%llu ms=%.3f", ps->path,
 				  ps->n->name, (unsigned long long)ps->size,
-				  (double)(granaryd_now_ns() - ps->start_ns) / 1e6);
+				  (double)(clock_now_ns() - ps->start_ns) / 1e6);
 			ps->aborted = true; /* nothing more to do */
 			push_maybe_free(ps);
 			return false;
@@ -1351,7 +1351,7 @@ static void push_fetched(struct fetch_waiter *w, struct object *o, int direct_fd
 			return;
 		}
 		v.size = (uint64_t)sb.st_size;
-		v.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+		v.mtime_ns = clock_ns_of(&sb.st_mtim);
 		v.ino = (uint64_t)sb.st_ino;
 		v.mode = (uint32_t)sb.st_mode;
 		v.uid = (uint32_t)sb.st_uid;
@@ -1371,7 +1371,7 @@ static void push_fetched(struct fetch_waiter *w, struct object *o, int direct_fd
 	memcpy(m.etag, v.etag, sizeof(m.etag));
 	if (v.size == 0)
 		m.checksum = XXH3_64bits(NULL, 0);
-	ps->deadline_ns = granaryd_now_ns() + p->idle_ns;
+	ps->deadline_ns = clock_now_ns() + p->idle_ns;
 	if (send_in(p, ps->n, M_INFO, &m, sizeof(m)) < 0) {
 		push_abort(ps, 0, "cannot send to the requester");
 		return;
@@ -1424,7 +1424,7 @@ static void on_get(struct peer *p, struct node *n, const struct m_get *m, size_t
 	ps->m = mt;
 	ps->req = m->req;
 	ps->fd = -1;
-	ps->start_ns = granaryd_now_ns();
+	ps->start_ns = clock_now_ns();
 	ps->deadline_ns = ps->start_ns + p->idle_ns;
 	ps->next = p->pushes;
 	p->pushes = ps;
@@ -1482,7 +1482,7 @@ static void on_win(struct peer *p, struct node *n, const struct m_win *m)
 	w->rkey = m->rkey;
 	ps->next_idx++;
 	ps->win_end = m->off + m->len;
-	ps->deadline_ns = granaryd_now_ns() + p->idle_ns;
+	ps->deadline_ns = clock_now_ns() + p->idle_ns;
 	push_pump(ps);
 }
 
@@ -1514,7 +1514,7 @@ static void node_up(struct peer *p, struct node *n)
 	if (n->up)
 		return;
 	n->up = true;
-	n->up_since_ns = granaryd_now_ns();
+	n->up_since_ns = clock_now_ns();
 	live_update(p);
 	log_info("peer up name=%s address=%s live=%zu", n->name, n->address, p->n_live);
 }
@@ -1560,7 +1560,7 @@ static void node_refused(struct peer *p, struct node *n, const char *step)
 
 	n->refused++;
 	p->refused++;
-	if (!log_limit_pass(&n->refused_log, granaryd_now_ns(), REFUSED_LOG_NS, &held))
+	if (!log_limit_pass(&n->refused_log, clock_now_ns(), REFUSED_LOG_NS, &held))
 		return;
 	if (!strcmp(step, "chal"))
 		log_warn("peer failed authentication: it does not hold the rack secret "
@@ -1582,7 +1582,7 @@ static void node_dropped(struct peer *p, struct node *n, int err)
 	} else {
 		p->bad_macs++;
 	}
-	if (log_limit_pass(&n->dropped_log, granaryd_now_ns(), REFUSED_LOG_NS, &held))
+	if (log_limit_pass(&n->dropped_log, clock_now_ns(), REFUSED_LOG_NS, &held))
 		log_warn("message dropped name=%s reason=\"%s\" held=%llu", n->name,
 			 err == -EALREADY ? "replayed or out of order" : "bad authenticator", held);
 }
@@ -1610,7 +1610,7 @@ static void send_hello(struct peer *p, struct node *n)
 	memcpy(h.nonce, n->os.nonce_i, NONCE_LEN);
 	proof(p, &n->os, p->self->name, n->name, "hello", h.proof);
 	n->out = OUT_HELLO;
-	n->hello_ns = granaryd_now_ns();
+	n->hello_ns = clock_now_ns();
 	send_raw(p, n, M_HELLO, true, &n->os, false, &h, sizeof(h));
 }
 
@@ -1638,7 +1638,7 @@ static void on_hello(struct peer *p, const struct wire_hdr *hdr, const struct m_
 	struct session s;
 	struct node *n;
 	struct m_chal c;
-	int64_t now = granaryd_now_ns();
+	int64_t now = clock_now_ns();
 
 	if (p->leaving)
 		return;
@@ -1738,7 +1738,7 @@ static void on_auth(struct peer *p, const struct wire_hdr *hdr, const struct m_a
 	uint8_t want[KEY_LEN], t[512];
 	struct pending *pd = NULL;
 	struct node *n = NULL;
-	int64_t now = granaryd_now_ns();
+	int64_t now = clock_now_ns();
 	size_t len;
 
 	for (size_t i = 0; i < p->n_nodes && !pd; i++) {
@@ -1786,7 +1786,7 @@ static void on_auth(struct peer *p, const struct wire_hdr *hdr, const struct m_a
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
 	struct peer *p = arg;
-	int64_t now = granaryd_now_ns();
+	int64_t now = clock_now_ns();
 	int64_t retry = p->hb_ns > HANDSHAKE_MIN_NS ? p->hb_ns : HANDSHAKE_MIN_NS;
 
 	(void)fd;
@@ -1896,13 +1896,13 @@ static void on_recv(void *arg, const void *msg, size_t len)
 	}
 	/* anything it says proves it alive, even when its acks queue behind data */
 	if (n->out == OUT_UP)
-		n->last_ack_ns = granaryd_now_ns();
+		n->last_ack_ns = clock_now_ns();
 
 	switch (h.type) {
 	case M_OK:
 		if (!h.init && n->out == OUT_AUTH) {
 			n->out = OUT_UP;
-			n->last_ack_ns = granaryd_now_ns();
+			n->last_ack_ns = clock_now_ns();
 			n->rtt_ns = n->last_ack_ns - n->hello_ns;
 			n->handshakes++;
 			node_up(p, n);
@@ -1914,7 +1914,7 @@ static void on_recv(void *arg, const void *msg, size_t len)
 		return;
 	case M_HB_ACK:
 		if (!h.init && n->out == OUT_UP && body_fits(&h, sizeof(u.hb))) {
-			n->last_ack_ns = granaryd_now_ns();
+			n->last_ack_ns = clock_now_ns();
 			n->rtt_ns = n->last_ack_ns - u.hb.t_ns;
 			node_up(p, n);
 		}
@@ -1969,7 +1969,7 @@ static void on_write_done(void *arg, void *ctx, int err)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct peer *p = arg;
-	int64_t now = granaryd_now_ns();
+	int64_t now = clock_now_ns();
 	struct pull *pl;
 	struct push *ps;
 
@@ -2063,7 +2063,7 @@ void peer_fetch(struct granaryd *d, struct mount *m, const char *path, struct pe
 	pl->call = call;
 	pl->fd = -1;
 	pl->req = ++p->next_req;
-	pl->start_ns = granaryd_now_ns();
+	pl->start_ns = clock_now_ns();
 	pl->deadline_ns = pl->start_ns + p->idle_ns;
 	pl->next = p->pulls;
 	p->pulls = pl;
@@ -2085,7 +2085,7 @@ void peer_status_json(struct granaryd *d, void *json_object)
 {
 	struct peer *p = rack;
 	json_t *root = json_object, *r, *nodes;
-	int64_t now = granaryd_now_ns();
+	int64_t now = clock_now_ns();
 
 	(void)d;
 	if (!root)
@@ -2247,8 +2247,8 @@ int peer_start(struct granaryd *d)
 	p->down_ns = p->hb_ns * (int64_t)(cfg->peers.miss_limit ? cfg->peers.miss_limit : 1);
 	/* generous: an owner may itself be fetching a large object from a slow backend */
 	p->idle_ns = 2 * (int64_t)cfg->fetch.timeout_ns * (int64_t)(cfg->fetch.retries + 1);
-	if (p->idle_ns < 10LL * 1000000000)
-		p->idle_ns = 10LL * 1000000000;
+	if (p->idle_ns < 10 * NS_PER_S)
+		p->idle_ns = 10 * NS_PER_S;
 	if (p->n_nodes == 1) {
 		log_info("rack of one node name=%s: nothing to share", p->self->name);
 		rack = p;
@@ -2275,11 +2275,9 @@ int peer_start(struct granaryd *d)
 		rc = -ENOMEM;
 		goto err;
 	}
-	tv.tv_sec = (time_t)(p->hb_ns / 1000000000);
-	tv.tv_usec = (suseconds_t)(p->hb_ns % 1000000000 / 1000);
+	tv = clock_timeval((int64_t)p->hb_ns);
 	event_add(p->ev_hb, &tv);
-	tv.tv_sec = 0;
-	tv.tv_usec = TICK_NS / 1000;
+	tv = clock_timeval(TICK_NS);
 	event_add(p->ev_tick, &tv);
 	rack = p;
 	for (size_t i = 0; i < p->n_nodes; i++) {

@@ -146,8 +146,7 @@ static void arm_timer(struct granaryd *d)
 	}
 	if (event_pending(qs->timer, EV_TIMEOUT, NULL))
 		return;
-	tv.tv_sec = ns / 1000000000LL;
-	tv.tv_usec = (ns % 1000000000LL) / 1000;
+	tv = clock_timeval(ns);
 	evtimer_add(qs->timer, &tv);
 }
 
@@ -159,7 +158,7 @@ static void arm_timer(struct granaryd *d)
 static void dispatch(struct granaryd *d)
 {
 	struct qos *qs = &d->qos;
-	int64_t now = granaryd_now_ns();
+	int64_t now = clock_now_ns();
 
 	if (qs->dispatching)
 		return;
@@ -205,7 +204,7 @@ bool qos_acquire(struct granaryd *d, struct qos_req *q, bool fg)
 		return false;
 	q->fg = fg;
 	q->queued_ns = 0;
-	now = granaryd_now_ns();
+	now = clock_now_ns();
 	if (fg) {
 		/* foreground overtakes queued background work */
 		if (!qs->fgq.head && slot_free(d)) {
@@ -243,7 +242,7 @@ void qos_promote(struct granaryd *d, struct qos_req *q)
 	if (q->queued) {
 		queue_unlink(&qs->bgq, q);
 		q->fg = true;
-		q->queued_ns = granaryd_now_ns(); /* a reader waits from now */
+		q->queued_ns = clock_now_ns(); /* a reader waits from now */
 		queue_push(&qs->fgq, q);
 	} else {
 		/* running as background: it now counts against the foreground */
@@ -264,7 +263,7 @@ void qos_charge(struct granaryd *d, struct qos_req *q, uint64_t bytes)
 	qs->bg_avg = qs->bg_avg > 0 ? qs->bg_avg * 0.9 + (double)bytes * 0.1 : (double)bytes;
 	if (!d->cfg->fetch.bg_rate)
 		return;
-	refill(d, granaryd_now_ns());
+	refill(d, clock_now_ns());
 	qs->tokens -= (double)bytes - q->charged;
 	q->charged = (double)bytes;
 	q->sized = true;
@@ -296,7 +295,7 @@ json_t *qos_status_json(struct granaryd *d)
 	struct qos *qs = &d->qos;
 
 	if (d->cfg->fetch.bg_rate)
-		refill(d, granaryd_now_ns());
+		refill(d, clock_now_ns());
 	return json_pack("{sI sI sI sI sI sI sI sI sI sI sI sI sf sf}", "max_parallel",
 			 (json_int_t)d->cfg->fetch.max_parallel, "fg_reserved",
 			 (json_int_t)d->cfg->fetch.fg_reserved, "fg_inflight",

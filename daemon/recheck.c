@@ -6,7 +6,7 @@
 #include "fetch.h"
 #include "log.h"
 
-#define TICK_NS	     1000000000LL
+#define TICK_NS	     NS_PER_S
 #define MAX_INFLIGHT 64
 
 struct recheck {
@@ -76,8 +76,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct recheck *rk = arg;
 	struct granaryd *d = rk->d;
-	uint64_t interval_s = d->cfg->access.recheck_ns / 1000000000ULL, budget;
-	int64_t now = granaryd_now_ns();
+	uint64_t interval_s = d->cfg->access.recheck_ns / (uint64_t)NS_PER_S, budget;
+	int64_t now = clock_now_ns();
 
 	(void)fd;
 	(void)what;
@@ -112,7 +112,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 int recheck_start(struct granaryd *d)
 {
 	struct recheck *rk = calloc(1, sizeof(*rk));
-	struct timeval tv = {TICK_NS / 1000000000LL, 0};
+	struct timeval tv = clock_timeval(TICK_NS);
 
 	if (!rk)
 		return -ENOMEM;

@@ -245,7 +245,7 @@ static void open_answered(struct fetch_waiter *w, struct object *o, int direct_f
 		}
 		memset(&v, 0, sizeof(v));
 		v.size = (uint64_t)sb.st_size;
-		v.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+		v.mtime_ns = clock_ns_of(&sb.st_mtim);
 		v.ino = sb.st_ino;
 		v.mode = sb.st_mode;
 		v.uid = sb.st_uid;
@@ -973,7 +973,7 @@ static struct mount *dataset_mount(struct conn *c, struct parsed *p)
 static bool may_steer(struct conn *c, const struct parsed *p, struct mount *m)
 {
 	struct granaryd *d = c->d;
-	int64_t now = granaryd_now_ns(), idle = (int64_t)d->cfg->access.steer_idle_ns;
+	int64_t now = clock_now_ns(), idle = (int64_t)d->cfg->access.steer_idle_ns;
 
 	if (!access_is_admin(d, &c->who) && m->steered && m->steer_uid != c->who.uid &&
 	    now - m->steer_ns < idle) {
@@ -983,7 +983,7 @@ static bool may_steer(struct conn *c, const struct parsed *p, struct mount *m)
 			     "ask an administrator, or wait until it has been left alone for "
 			     "access.steer_idle",
 			     policy_dataset_name(d->policy, m->dataset), (unsigned)m->steer_uid,
-			     (long long)((now - m->steer_ns) / 1000000000LL));
+			     (long long)((now - m->steer_ns) / NS_PER_S));
 		return false;
 	}
 	m->steered = true;
@@ -1116,7 +1116,7 @@ static void handle_access(struct conn *c, struct parsed *p)
 			d->c.opens++;
 			d->c.bytes_local += o->v.size;
 			o->mount->hits++;
-			o->last_access = granaryd_realtime_s();
+			o->last_access = clock_real_s();
 			if (o->in_policy)
 				policy_access(d->policy, &o->pe);
 			hint_seen(d, o->mount, o->path);

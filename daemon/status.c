@@ -92,8 +92,8 @@ char *server_status_json(struct granaryd *d)
 	}
 	root = json_pack("{ss sI sI ss ss s{ss sI sI sI sI sf sf} so so so}", "version",
 			 GRANARY_VERSION, "pid", (json_int_t)getpid(), "uptime_s",
-			 (json_int_t)((granaryd_now_ns() - d->start_mono_ns) / 1000000000LL),
-			 "policy", policy_name(d->policy), "io", uring_kind(d->io), "cache", "dir",
+			 (json_int_t)((clock_now_ns() - d->start_mono_ns) / NS_PER_S), "policy",
+			 policy_name(d->policy), "io", uring_kind(d->io), "cache", "dir",
 			 d->cfg->cache.dir, "capacity", (json_int_t)d->cfg->cache.capacity, "used",
 			 (json_int_t)d->used, "reserved", (json_int_t)d->reserved, "objects",
 			 (json_int_t)index_count(d->idx), "high_watermark",

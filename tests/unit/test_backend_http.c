@@ -240,7 +240,7 @@ static void test_head(void **state)
 	assert_int_equal(c.type, PROTO_FT_REG);
 	assert_int_equal(c.v.size, OBJ_SIZE);
 	assert_string_equal(c.v.etag, etag);
-	assert_true(c.v.mtime_ns == 784111777LL * 1000000000LL);
+	assert_true(c.v.mtime_ns == 784111777 * NS_PER_S);
 	assert_true(c.v.ino != 0);
 
 	memset(&c, 0, sizeof(c));

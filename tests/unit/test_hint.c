@@ -20,34 +20,6 @@
 #include "index.h"
 #include "policy.h"
 
-/* main.c's, which the tests do not link: the modules reached from hint.c call them */
-int64_t granaryd_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-int64_t granaryd_realtime_s(void)
-{
-	return (int64_t)time(NULL);
-}
-
-struct mount *granaryd_mount_find(struct granaryd *d, const char *path)
-{
-	(void)d;
-	(void)path;
-	return NULL;
-}
-
-struct mount *granaryd_mount_by_dataset(struct granaryd *d, const char *name)
-{
-	(void)d;
-	(void)name;
-	return NULL;
-}
-
 struct fixture {
 	struct config cfg;
 	struct config_mount cm;

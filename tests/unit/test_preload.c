@@ -218,7 +218,7 @@ static void test_mounts_parse(void **state)
 static void test_fx_fresh(void **state)
 {
 	struct proto_fx_slot slot = {.validated_s = 1000};
-	const int64_t s = 1000000000LL;
+	const int64_t s = NS_PER_S;
 
 	(void)state;
 	/* no ttl: always */
