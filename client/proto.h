@@ -106,9 +106,12 @@ enum proto_tag {
  * mount flagged PROTO_F_MOUNT_FAST, find the object's slot, check it under the
  * slot's sequence lock, (for PROTO_F_MOUNT_STRICT mounts) stat the original
  * and compare size, mtime, inode, mode, uid and gid, and open objects/<xx>/<id> itself, where
- * xx is the id's low byte in two hex digits and id is 16 hex digits. Cache
- * files carry the source's owner and read bits, so the kernel decides who may
- * open them. Reads served this way are reported later with PROTO_ACCESS.
+ * xx is the id's low byte in two hex digits and id is 16 hex digits. The
+ * index and objects/ hold public copies only: of sources every local user may
+ * read (docs/security.md); every other copy stays private to the daemon and
+ * is handed out over the socket after a check as the caller. The memfd is
+ * sealed against writes. Reads served this way are reported later with
+ * PROTO_ACCESS.
  *
  * Lookup: key1 = XXH3_64bits_withSeed(path, len, PROTO_FX_SEED1), key2 the
  * same with PROTO_FX_SEED2; probe slots key1 % nslots onwards, at most

@@ -59,7 +59,8 @@ if [ "$1" = configure ]; then
 	if command -v systemd-tmpfiles >/dev/null 2>&1; then
 		systemd-tmpfiles --create granary.conf || true
 	else
-		install -d -m 0750 -o granary -g granary /var/cache/granary /var/log/granary
+		install -d -m 0700 -o granary -g granary /var/cache/granary
+		install -d -m 0750 -o granary -g granary /var/log/granary
 	fi
 	if [ -d /run/systemd/system ]; then
 		systemctl daemon-reload || true

@@ -122,6 +122,19 @@ struct backend_ops {
 
 extern const struct backend_ops backend_posix, backend_http, backend_s3;
 
+/*
+ * The asynchronous face of every backend (backend_call.c), on the loop
+ * thread: describe @rel, or list the entries of directory @rel after @after
+ * into call->ents (room for call->max_ents), as @who sees them (NULL: as the
+ * daemon; object stores have no per-file rights, their allow lists are the
+ * caller's to check first). call->done runs once on the loop thread,
+ * possibly before the function returns. @who must stay valid until then.
+ */
+void backend_stat_call(struct mount *m, const char *rel, const struct caller *who,
+		       struct backend_call *call);
+void backend_list_call(struct mount *m, const char *rel, const struct caller *who,
+		       const char *after, struct backend_call *call);
+
 const struct backend_ops *backend_for(enum config_backend kind);
 
 /* True when two validators describe the same version of an object. */

@@ -483,7 +483,7 @@ int main(int argc, char **argv)
 
 	event_base_dispatch(d.base);
 
-	server_destroy(&d);
+	/* connections stay until teardown(): work still running answers through them */
 	catalog_flush(d.cat);
 	log_info("stopped");
 	status = 0;

@@ -384,24 +384,17 @@ static void handle_open(struct conn *c, struct parsed *p)
 /* ---- work on the pool: STAT, LIST, LS, VERIFY ---- */
 
 struct work {
-	struct pool_task task;
-	struct backend_call call; /* remote backends */
+	struct pool_task task;	  /* VERIFY */
+	struct backend_call call; /* STAT, LIST, LS: the backend's answer */
 	struct conn *c;
 	struct mount *m;
 	uint32_t id;
 	uint16_t type;
 	int err;
-	char msg[256];
 	char path[PROTO_PATH_MAX + 1];
 	char cookie[PROTO_NAME_MAX + 1];
-	/* STAT */
-	struct validator v;
-	int ftype;
 	/* LIST, LS */
 	struct backend_dirent *ents;
-	size_t n_ents;
-	size_t bytes;
-	bool more;
 	bool single; /* LS of one file */
 	/* VERIFY */
 	size_t n_items;
@@ -446,17 +439,8 @@ static void work_free(struct work *w)
 	free(w);
 }
 
-static void stat_work(struct pool_task *t)
+static void reply_stat(struct work *w)
 {
-	struct work *w = (struct work *)t;
-
-	w->err = w->m->ops->stat(w->m, mount_rel(w->m, w->path), who_of(w->c), &w->v, &w->ftype,
-				 w->msg, sizeof(w->msg));
-}
-
-static void stat_done(struct pool_task *t)
-{
-	struct work *w = (struct work *)t;
 	struct conn *c = w->c;
 	struct object *o;
 	struct proto_buf *b;
@@ -465,60 +449,19 @@ static void stat_done(struct pool_task *t)
 		work_free(w);
 		return;
 	}
-	if (w->err) {
-		reply_error(c, w->type, w->id, w->err, w->msg);
+	if (w->call.err) {
+		reply_error(c, w->type, w->id, w->call.err, w->call.msg);
 		work_free(w);
 		return;
 	}
 	o = index_get(c->d->idx, w->path);
 	b = reply_begin(c, w->type, w->id, 0);
-	put_stat(b, &w->v);
-	proto_put_u32(b, PROTO_T_TYPE, (uint32_t)w->ftype);
+	put_stat(b, &w->call.v);
+	proto_put_u32(b, PROTO_T_TYPE, (uint32_t)w->call.type);
 	proto_put_u32(b, PROTO_T_CACHED,
-		      o && o->state == OBJ_CACHED && backend_same_version(&o->v, &w->v));
+		      o && o->state == OBJ_CACHED && backend_same_version(&o->v, &w->call.v));
 	reply_send(c, b, -1);
 	work_free(w);
-}
-
-static int list_collect(const struct backend_dirent *de, void *arg)
-{
-	struct work *w = arg;
-	size_t cost = 8 * 4 + strlen(de->name) + 4 + 8 + 4;
-
-	if (w->n_ents == LIST_PAGE_MAX || w->bytes + cost > PROTO_MSG_MAX - 1024) {
-		w->more = true;
-		return 1;
-	}
-	w->ents[w->n_ents++] = *de;
-	w->bytes += cost;
-	return 0;
-}
-
-static void list_work(struct pool_task *t)
-{
-	struct work *w = (struct work *)t;
-	const char *rel = mount_rel(w->m, w->path);
-
-	w->ents = calloc(LIST_PAGE_MAX, sizeof(*w->ents));
-	if (!w->ents) {
-		w->err = -ENOMEM;
-		return;
-	}
-	w->err = w->m->ops->list(w->m, rel, who_of(w->c), w->cookie, list_collect, w, w->msg,
-				 sizeof(w->msg));
-	if (w->err == -ENOTDIR && w->type == PROTO_LS) {
-		/* ls of one file */
-		int ftype;
-
-		w->err = w->m->ops->stat(w->m, rel, who_of(w->c), &w->v, &ftype, w->msg,
-					 sizeof(w->msg));
-		if (!w->err) {
-			w->single = true;
-			w->n_ents = 1;
-			w->ents[0].type = ftype;
-			w->ents[0].size = w->v.size;
-		}
-	}
 }
 
 static uint32_t object_state(struct granaryd *d, const char *path)
@@ -532,25 +475,37 @@ static uint32_t object_state(struct granaryd *d, const char *path)
 	return o->pe.pinned ? PROTO_ST_PINNED : PROTO_ST_CACHED;
 }
 
-static void list_done(struct pool_task *t)
+/*
+ * One page of a listing: as many entries as fit a reply; when some were left
+ * out, the cookie (the last name sent) asks for the rest.
+ */
+static void reply_list(struct work *w)
 {
-	struct work *w = (struct work *)t;
 	struct conn *c = w->c;
 	struct proto_buf *b;
 	char full[PROTO_PATH_MAX + PROTO_NAME_MAX + 2];
-	size_t i;
+	size_t i, n = w->call.n_ents, bytes = 0;
+	bool more = w->call.more;
 
 	if (c->closed) {
 		work_free(w);
 		return;
 	}
-	if (w->err) {
-		reply_error(c, w->type, w->id, w->err, w->msg);
+	if (w->call.err) {
+		reply_error(c, w->type, w->id, w->call.err, w->call.msg);
 		work_free(w);
 		return;
 	}
+	for (i = 0; i < n; i++) {
+		bytes += 8 * 4 + strlen(w->ents[i].name) + 4 + 8 + 4;
+		if (bytes > PROTO_MSG_MAX - 1024) {
+			n = i;
+			more = true;
+			break;
+		}
+	}
 	b = reply_begin(c, w->type, w->id, 0);
-	for (i = 0; i < w->n_ents; i++) {
+	for (i = 0; i < n; i++) {
 		const struct backend_dirent *de = &w->ents[i];
 
 		if (w->single)
@@ -566,93 +521,52 @@ static void list_done(struct pool_task *t)
 				      de->type == PROTO_FT_REG ? object_state(c->d, full)
 							       : PROTO_ST_ABSENT);
 	}
-	if (w->more && w->n_ents)
-		proto_put_str(b, PROTO_T_COOKIE, w->ents[w->n_ents - 1].name);
+	if (more && n)
+		proto_put_str(b, PROTO_T_COOKIE, w->ents[n - 1].name);
 	reply_send(c, b, -1);
 	work_free(w);
 }
 
-#define REMOTE_PAGE_MAX 200 /* entries whose longest names still fit a reply */
-
-static void remote_stat_done(struct backend_call *call)
+static void stat_answered(struct backend_call *call)
 {
-	struct work *w = call->arg;
-
-	w->err = call->err;
-	w->v = call->v;
-	w->ftype = call->type;
-	memcpy(w->msg, call->msg, sizeof(w->msg));
-	if (w->type == PROTO_LS) {
-		/* ls of one object, after an empty listing */
-		if (!w->err) {
-			w->single = true;
-			w->n_ents = 1;
-			w->ents[0].type = w->ftype;
-			w->ents[0].size = w->v.size;
-		}
-		list_done(&w->task);
-		return;
-	}
-	stat_done(&w->task);
+	reply_stat(call->arg);
 }
 
-static void remote_list_done(struct backend_call *call)
+/* LS of a path the listing did not show as a directory: one entry, itself. */
+static void ls_stat_answered(struct backend_call *call)
 {
 	struct work *w = call->arg;
-	const struct mount *m = w->m;
 
-	w->err = call->err;
-	memcpy(w->msg, call->msg, sizeof(w->msg));
-	w->n_ents = call->n_ents;
-	w->more = call->more;
+	if (!call->err && call->type != PROTO_FT_DIR) {
+		w->single = true;
+		w->call.n_ents = 1;
+		w->ents[0].type = call->type;
+		w->ents[0].size = call->v.size;
+	} else if (!call->err) {
+		w->call.n_ents = 0; /* an empty directory */
+	}
+	w->call.more = false;
+	reply_list(w);
+}
+
+static void list_answered(struct backend_call *call)
+{
+	struct work *w = call->arg;
+
+	/* an object store has no directories, and a NAS path may name a file */
 	if (w->type == PROTO_LS && !w->cookie[0] &&
-	    ((!w->err && w->n_ents == 0) || w->err == -ENOTDIR || w->err == -ENOENT)) {
-		/* an object store has no directories: maybe PATH names an object */
-		memset(&w->call, 0, sizeof(w->call));
-		w->call.done = remote_stat_done;
-		w->call.arg = w;
-		m->ops->head_async(w->m, mount_rel(m, w->path), &w->call);
+	    ((!call->err && call->n_ents == 0) || call->err == -ENOTDIR || call->err == -ENOENT)) {
+		call->done = ls_stat_answered;
+		backend_stat_call(w->m, mount_rel(w->m, w->path), who_of(w->c), call);
 		return;
 	}
-	list_done(&w->task);
-}
-
-static void remote_stat_list(struct work *w)
-{
-	const struct mount *m = w->m;
-	const char *rel = mount_rel(m, w->path);
-
-	w->call.arg = w;
-	if (w->type == PROTO_STAT) {
-		struct object *o = index_get(w->c->d->idx, w->path);
-
-		if (o && fetch_fresh(w->c->d, o)) {
-			/* immutable, or checked within the TTL: the index answers, no HEAD */
-			w->v = o->v;
-			w->ftype = PROTO_FT_REG;
-			w->err = 0;
-			stat_done(&w->task);
-			return;
-		}
-		w->call.done = remote_stat_done;
-		m->ops->head_async(w->m, rel, &w->call);
-		return;
-	}
-	w->ents = calloc(REMOTE_PAGE_MAX, sizeof(*w->ents));
-	if (!w->ents) {
-		w->err = -ENOMEM;
-		list_done(&w->task);
-		return;
-	}
-	w->call.done = remote_list_done;
-	w->call.ents = w->ents;
-	w->call.max_ents = REMOTE_PAGE_MAX;
-	m->ops->list_async(w->m, rel, w->cookie, &w->call);
+	reply_list(w);
 }
 
 static void handle_stat_list(struct conn *c, struct parsed *p)
 {
 	struct mount *m = need_mount(c, p);
+	struct object *o;
 	struct work *w;
 
 	if (!m)
@@ -662,28 +576,40 @@ static void handle_stat_list(struct conn *c, struct parsed *p)
 	w = work_new(c, p, m);
 	if (!w)
 		return;
+	w->call.arg = w;
 	if (p->h.type == PROTO_STAT) {
-		w->task.work = stat_work;
-		w->task.done = stat_done;
-	} else {
-		if (p->has_name) {
-			size_t n = strlen(p->name);
-
-			if (n >= sizeof(w->cookie)) {
-				reply_error(c, p->h.type, p->h.id, -EINVAL, "bad listing cookie");
-				work_free(w);
-				return;
-			}
-			memcpy(w->cookie, p->name, n + 1);
+		o = index_get(c->d->idx, w->path);
+		if (o && !m->ops->check && fetch_fresh(c->d, o)) {
+			/* an object store's copy within its consistency: the index answers */
+			w->call.v = o->v;
+			w->call.type = PROTO_FT_REG;
+			reply_stat(w);
+			return;
 		}
-		w->task.work = list_work;
-		w->task.done = list_done;
-	}
-	if (m->ops->head_async) {
-		remote_stat_list(w);
+		w->call.done = stat_answered;
+		backend_stat_call(m, mount_rel(m, w->path), who_of(c), &w->call);
 		return;
 	}
-	pool_submit(c->d->pool, &w->task);
+	if (p->has_name) {
+		size_t n = strlen(p->name);
+
+		if (n >= sizeof(w->cookie)) {
+			reply_error(c, p->h.type, p->h.id, -EINVAL, "bad listing cookie");
+			work_free(w);
+			return;
+		}
+		memcpy(w->cookie, p->name, n + 1);
+	}
+	w->ents = calloc(LIST_PAGE_MAX, sizeof(*w->ents));
+	if (!w->ents) {
+		reply_error(c, p->h.type, p->h.id, -ENOMEM, "out of memory");
+		work_free(w);
+		return;
+	}
+	w->call.done = list_answered;
+	w->call.ents = w->ents;
+	w->call.max_ents = LIST_PAGE_MAX;
+	backend_list_call(m, mount_rel(m, w->path), who_of(c), w->cookie, &w->call);
 }
 
 /* worker: read each object back and compare its checksum */

@@ -1,15 +1,15 @@
 /*
- * server.h - the local socket: connections, requests, replies.
+ * server.h - the local socket protocol: what the rest of the daemon calls.
  *
- * Owns: the listening AF_UNIX SOCK_SEQPACKET socket, every client connection,
- * its credentials (SO_PEERCRED), its queue of replies not yet sent, and the
- * handling of each request type of client/proto.h.
+ * Owns: nothing of its own; conn.c holds the socket, the connections, their
+ * credentials and limits, server.c parses each request, makes the access
+ * decision (access.h) and answers it, status.c builds the STATUS document.
  *
  * DESIGN: requests are read and answered on the loop thread. One that must
- * wait (a fetch, a validation, a listing on a worker) holds a reference on its
- * connection; a connection closed meanwhile lives on until the last such
- * reference is dropped, and its replies are discarded. A malformed request is
- * answered with an error and the connection goes on.
+ * wait (a check as the caller, a fetch, a validation, a listing on a worker)
+ * holds a reference on its connection; a connection closed meanwhile lives on
+ * until the last such reference is dropped, and its replies are discarded. A
+ * malformed request is answered with an error and the connection goes on.
  */
 #ifndef GRANARY_SERVER_H
 #define GRANARY_SERVER_H

@@ -1,0 +1,114 @@
+/*
+ * backend_call.c - the one asynchronous face of every backend: describing
+ * and listing, answered on the loop thread through struct backend_call.
+ *
+ * Owns: the pool task that runs a blocking backend's (posix) stat or list on
+ * a worker and answers as the asynchronous ones (http, s3) do, so that the
+ * request handlers have one path per step, as uring.c hides its thread
+ * fallback.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "pool.h"
+
+struct blocking_call {
+	struct pool_task task;
+	struct backend_call *call;
+	struct mount *m;
+	const struct caller *who;
+	bool list;
+	char *rel, *after;
+};
+
+static int collect(const struct backend_dirent *de, void *arg)
+{
+	struct backend_call *call = arg;
+
+	if (call->n_ents == call->max_ents) {
+		call->more = true;
+		return 1;
+	}
+	call->ents[call->n_ents++] = *de;
+	return 0;
+}
+
+static void blocking_work(struct pool_task *t)
+{
+	struct blocking_call *b = (struct blocking_call *)t;
+	struct backend_call *call = b->call;
+
+	if (b->list)
+		call->err = b->m->ops->list(b->m, b->rel, b->who, b->after, collect, call,
+					    call->msg, sizeof(call->msg));
+	else
+		call->err = b->m->ops->stat(b->m, b->rel, b->who, &call->v, &call->type, call->msg,
+					    sizeof(call->msg));
+}
+
+static void blocking_done(struct pool_task *t)
+{
+	struct blocking_call *b = (struct blocking_call *)t;
+	struct backend_call *call = b->call;
+
+	free(b->rel);
+	free(b->after);
+	free(b);
+	call->done(call);
+}
+
+static void blocking_submit(struct mount *m, const char *rel, const struct caller *who,
+			    const char *after, struct backend_call *call)
+{
+	struct blocking_call *b = calloc(1, sizeof(*b));
+
+	if (b) {
+		b->rel = strdup(rel);
+		b->after = after ? strdup(after) : NULL;
+	}
+	if (!b || !b->rel || (after && !b->after)) {
+		if (b) {
+			free(b->rel);
+			free(b->after);
+			free(b);
+		}
+		call->err = -ENOMEM;
+		snprintf(call->msg, sizeof(call->msg), "out of memory");
+		call->done(call);
+		return;
+	}
+	b->call = call;
+	b->m = m;
+	b->who = who;
+	b->list = after != NULL;
+	b->task.work = blocking_work;
+	b->task.done = blocking_done;
+	pool_submit(m->d->pool, &b->task);
+}
+
+void backend_stat_call(struct mount *m, const char *rel, const struct caller *who,
+		       struct backend_call *call)
+{
+	call->err = 0;
+	call->msg[0] = '\0';
+	if (m->ops->head_async)
+		m->ops->head_async(m, rel, call); /* allow lists were checked before */
+	else
+		blocking_submit(m, rel, who, NULL, call);
+}
+
+void backend_list_call(struct mount *m, const char *rel, const struct caller *who,
+		       const char *after, struct backend_call *call)
+{
+	call->err = 0;
+	call->msg[0] = '\0';
+	call->n_ents = 0;
+	call->more = false;
+	if (m->ops->list_async)
+		m->ops->list_async(m, rel, after, call);
+	else
+		blocking_submit(m, rel, who, after, call);
+}
