@@ -4,8 +4,11 @@
  * preload.c owns the interposed libc functions, the real ones behind them and
  * the table of descriptors handed out from the cache; preload_daemon.c owns
  * the settings from the environment, the log, the per-thread connections to
- * granaryd, the mount table and the requests; preload_dir.c owns the
- * directory listings of object-store mounts. Nothing here is exported.
+ * granaryd, the mount table and the requests; preload_fast.c owns the fast
+ * path (the daemon's shared index, the opens and stats served from it, the
+ * ACCESS reports of those reads); preload_dir.c owns the directory listings
+ * of object-store mounts. preload_fast.h is what preload_daemon.c and
+ * preload_fast.c share besides. Nothing here is exported.
  */
 #ifndef GRANARY_PRELOAD_H
 #define GRANARY_PRELOAD_H
@@ -129,7 +132,7 @@ void shim_conn_fd_lost(int fd);
 void shim_fx_fd_mark(int fd);
 bool shim_fx_fd_unmark(int fd);
 
-/* The application closed or dup2'd over the fast path's descriptor @fd. */
+/* The application closed or dup2'd over the fast path's descriptor @fd (preload_fast.c). */
 void shim_fx_fd_lost(int fd);
 
 /* ---- directories of object-store mounts ---- */
