@@ -134,6 +134,11 @@ void backend_stat_call(struct mount *m, const char *rel, const struct caller *wh
 		       struct backend_call *call);
 void backend_list_call(struct mount *m, const char *rel, const struct caller *who,
 		       const char *after, struct backend_call *call);
+/*
+ * As the daemon, describe @rel for a validation: call->v with `restricted`
+ * where the backend has per-file rights (posix), call->type.
+ */
+void backend_describe_call(struct mount *m, const char *rel, struct backend_call *call);
 
 const struct backend_ops *backend_for(enum config_backend kind);
 

@@ -15,12 +15,14 @@
 #include "backend.h"
 #include "pool.h"
 
+enum blocking_op { OP_STAT, OP_LIST, OP_DESCRIBE };
+
 struct blocking_call {
 	struct pool_task task;
 	struct backend_call *call;
 	struct mount *m;
 	const struct caller *who;
-	bool list;
+	enum blocking_op op;
 	char *rel, *after;
 };
 
@@ -41,12 +43,20 @@ static void blocking_work(struct pool_task *t)
 	struct blocking_call *b = (struct blocking_call *)t;
 	struct backend_call *call = b->call;
 
-	if (b->list)
+	switch (b->op) {
+	case OP_LIST:
 		call->err = b->m->ops->list(b->m, b->rel, b->who, b->after, collect, call,
 					    call->msg, sizeof(call->msg));
-	else
+		break;
+	case OP_STAT:
 		call->err = b->m->ops->stat(b->m, b->rel, b->who, &call->v, &call->type, call->msg,
 					    sizeof(call->msg));
+		break;
+	case OP_DESCRIBE:
+		call->err = b->m->ops->describe(b->m, b->rel, &call->v, &call->type, call->msg,
+						sizeof(call->msg));
+		break;
+	}
 }
 
 static void blocking_done(struct pool_task *t)
@@ -60,8 +70,8 @@ static void blocking_done(struct pool_task *t)
 	call->done(call);
 }
 
-static void blocking_submit(struct mount *m, const char *rel, const struct caller *who,
-			    const char *after, struct backend_call *call)
+static void blocking_submit(struct mount *m, enum blocking_op op, const char *rel,
+			    const struct caller *who, const char *after, struct backend_call *call)
 {
 	struct blocking_call *b = calloc(1, sizeof(*b));
 
@@ -83,7 +93,7 @@ static void blocking_submit(struct mount *m, const char *rel, const struct calle
 	b->call = call;
 	b->m = m;
 	b->who = who;
-	b->list = after != NULL;
+	b->op = op;
 	b->task.work = blocking_work;
 	b->task.done = blocking_done;
 	pool_submit(m->d->pool, &b->task);
@@ -97,7 +107,7 @@ void backend_stat_call(struct mount *m, const char *rel, const struct caller *wh
 	if (m->ops->head_async)
 		m->ops->head_async(m, rel, call); /* allow lists were checked before */
 	else
-		blocking_submit(m, rel, who, NULL, call);
+		blocking_submit(m, OP_STAT, rel, who, NULL, call);
 }
 
 void backend_list_call(struct mount *m, const char *rel, const struct caller *who,
@@ -110,5 +120,16 @@ void backend_list_call(struct mount *m, const char *rel, const struct caller *wh
 	if (m->ops->list_async)
 		m->ops->list_async(m, rel, after, call);
 	else
-		blocking_submit(m, rel, who, after, call);
+		blocking_submit(m, OP_LIST, rel, who, after, call);
+}
+
+void backend_describe_call(struct mount *m, const char *rel, struct backend_call *call)
+{
+	call->err = 0;
+	call->msg[0] = '\0';
+	memset(&call->v, 0, sizeof(call->v));
+	if (m->ops->head_async)
+		m->ops->head_async(m, rel, call); /* an object has no rights of its own */
+	else
+		blocking_submit(m, OP_DESCRIBE, rel, NULL, NULL, call);
 }

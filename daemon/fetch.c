@@ -66,16 +66,11 @@ struct fetch {
 
 /* A validation of a cached object against its source. */
 struct validate {
-	struct pool_task task;
-	struct backend_call call; /* remote backends */
+	struct backend_call call; /* the backend's description of the source */
 	struct granaryd *d;
 	struct mount *m;
 	struct fetch_waiter *w;
-	struct validator v;
-	int type;
-	int err;
 	bool recheck; /* the rights re-check (recheck.c): no waiter */
-	char msg[256];
 	char path[];
 };
 
@@ -983,15 +978,6 @@ static void miss(struct granaryd *d, struct mount *m, const char *path, struct f
 
 /* ---- validation of cached objects ---- */
 
-static void validate_work(struct pool_task *t)
-{
-	struct validate *v = (struct validate *)t;
-	const char *rel = mount_rel(v->m, v->path);
-
-	v->msg[0] = '\0';
-	v->err = v->m->ops->describe(v->m, rel, &v->v, &v->type, v->msg, sizeof(v->msg));
-}
-
 /*
  * The rights on @o's source changed, its content did not: follow them. A
  * copy whose source is no longer readable by every local user leaves the
@@ -1035,39 +1021,40 @@ static void validated(struct validate *v)
 	d->c.validations++;
 	if (v->recheck)
 		recheck_done(d);
-	if (v->recheck && o && o->state == OBJ_CACHED && !v->err &&
-	    !backend_same_version(&o->v, &v->v) &&
+	if (v->recheck && o && o->state == OBJ_CACHED && !v->call.err &&
+	    !backend_same_version(&o->v, &v->call.v) &&
 	    o->mount->cfg->consistency == CONFIG_CONSISTENCY_IMMUTABLE) {
 		/* immutable: the rights are checked again, the bytes are not */
-		v->v.size = o->v.size;
-		v->v.mtime_ns = o->v.mtime_ns;
-		v->v.ino = o->v.ino;
-		memcpy(v->v.etag, o->v.etag, sizeof(v->v.etag));
+		v->call.v.size = o->v.size;
+		v->call.v.mtime_ns = o->v.mtime_ns;
+		v->call.v.ino = o->v.ino;
+		memcpy(v->call.v.etag, o->v.etag, sizeof(v->call.v.etag));
 	}
 	if (!o || o->state != OBJ_CACHED) {
 		/* dropped or refetching meanwhile: start over */
 		if (w)
 			fetch_get(d, v->m, v->path, w);
-	} else if (v->err == -ENOENT) {
+	} else if (v->call.err == -ENOENT) {
 		fetch_drop(d, o, false);
 		if (w)
 			w->done(w, NULL, -1, -ENOENT, "the source no longer exists",
 				PROTO_SRC_BACKEND);
-	} else if (v->err) {
+	} else if (v->call.err) {
 		/* the daemon itself may no longer read it: nobody gets it from us */
-		if (v->err == -EACCES && !w)
+		if (v->call.err == -EACCES && !w)
 			fetch_drop(d, o, false);
 		if (w)
-			w->done(w, NULL, -1, v->err,
-				v->msg[0] ? v->msg : "cannot validate against the source",
+			w->done(w, NULL, -1, v->call.err,
+				v->call.msg[0] ? v->call.msg : "cannot validate against the source",
 				PROTO_SRC_BACKEND);
-	} else if (v->type == PROTO_FT_REG && backend_same_version(&o->v, &v->v)) {
+	} else if (v->call.type == PROTO_FT_REG && backend_same_version(&o->v, &v->call.v)) {
 		bool republish = o->mount->cfg->consistency == CONFIG_CONSISTENCY_TTL;
 
 		o->validated_ns = clock_now_ns();
-		if (o->v.mode != v->v.mode || o->v.uid != v->v.uid || o->v.gid != v->v.gid ||
-		    o->v.restricted != (v->v.restricted || fetch_mount_private(o->mount))) {
-			if (!rights_changed(d, o, &v->v)) {
+		if (o->v.mode != v->call.v.mode || o->v.uid != v->call.v.uid ||
+		    o->v.gid != v->call.v.gid ||
+		    o->v.restricted != (v->call.v.restricted || fetch_mount_private(o->mount))) {
+			if (!rights_changed(d, o, &v->call.v)) {
 				if (w)
 					fetch_get(d, v->m, v->path, w);
 				free(v);
@@ -1090,7 +1077,15 @@ static void validated(struct validate *v)
 	free(v);
 }
 
-static void validate_done(struct pool_task *t);
+static void validate_answered(struct backend_call *call);
+
+/* Describe @o's source for a validation; validated() follows on the loop. */
+static void validate_start(struct validate *v)
+{
+	v->call.done = validate_answered;
+	v->call.arg = v;
+	backend_describe_call(v->m, mount_rel(v->m, v->path), &v->call);
+}
 
 int fetch_recheck(struct granaryd *d, struct object *o)
 {
@@ -1103,27 +1098,13 @@ int fetch_recheck(struct granaryd *d, struct object *o)
 	v->d = d;
 	v->m = o->mount;
 	v->recheck = true;
-	v->task.work = validate_work;
-	v->task.done = validate_done;
-	pool_submit(d->pool, &v->task);
+	validate_start(v);
 	return 0;
 }
 
-static void validate_done(struct pool_task *t)
+static void validate_answered(struct backend_call *call)
 {
-	validated((struct validate *)t);
-}
-
-static void validate_head_done(struct backend_call *call)
-{
-	struct validate *v = call->arg;
-
-	v->err = call->err;
-	v->v = call->v;
-	v->v.restricted = fetch_mount_private(v->m);
-	v->type = call->type;
-	snprintf(v->msg, sizeof(v->msg), "%s", call->msg);
-	validated(v);
+	validated(call->arg);
 }
 
 /* ---- the first read of an object restored at start-up ---- */
@@ -1245,16 +1226,8 @@ void fetch_get(struct granaryd *d, struct mount *m, const char *path, struct fet
 		v->d = d;
 		v->m = m;
 		v->w = w;
-		if (m->ops->head_async) {
-			v->call.done = validate_head_done;
-			v->call.arg = v;
-			v->call.foreground = w->foreground;
-			m->ops->head_async(m, mount_rel(m, v->path), &v->call);
-			return;
-		}
-		v->task.work = validate_work;
-		v->task.done = validate_done;
-		pool_submit(d->pool, &v->task);
+		v->call.foreground = w->foreground;
+		validate_start(v);
 		return;
 	}
 	if (w->foreground) {
