@@ -5,7 +5,9 @@
  *
  * Owns nothing global and does no I/O on the daemon, so the unit tests can
  * drive it directly. Lives in the static granary_client library only; it is
- * not part of libgranary's public API.
+ * not part of libgranary's public API. One header for the files below, each
+ * section named after the file that implements it; cli_json.h is the
+ * private part cli_status.c and cli_top.c share.
  */
 #ifndef GRANARY_CLI_UTIL_H
 #define GRANARY_CLI_UTIL_H
@@ -15,6 +17,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <time.h>
+
+/* ---- cli_parse.c: arguments, paths, manifests ---- */
 
 /* A growable array of owned strings. */
 struct cli_strv {
@@ -33,6 +37,12 @@ int cli_strv_push(struct cli_strv *s, const char *str, uint64_t size);
  * (not a number, trailing junk, sign) / -ERANGE.
  */
 int cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+
+/*
+ * Parse a duration in seconds ("0.5", "2", "1.5s") into [@min, @max].
+ * Returns 0, -EINVAL (not a number, junk, not finite) or -ERANGE.
+ */
+int cli_parse_seconds(const char *s, double min, double max, double *out);
 
 /*
  * Make @in absolute against @cwd and resolve ".", ".." and repeated slashes
@@ -55,6 +65,8 @@ char *cli_manifest_line(char *line);
  */
 long cli_manifest_read(FILE *f, const char *cwd, struct cli_strv *out, char *err, size_t errsz);
 
+/* ---- cli_format.c: numbers and tables for people ---- */
+
 /* "0 B", "512 B", "1.5 KiB", "12.0 MiB", "3.21 GiB", "1.00 TiB" */
 void cli_fmt_bytes(uint64_t b, char *buf, size_t n);
 
@@ -63,6 +75,34 @@ void cli_fmt_duration(double s, char *buf, size_t n);
 
 /* "81.3%" of @num/@den, "-" when @den is 0 */
 void cli_fmt_percent(double num, double den, char *buf, size_t n);
+
+/* "0/s", "0.5/s", "42/s", "1234/s", "12.3k/s", "4.56M/s" */
+void cli_fmt_rate(double per_s, char *buf, size_t n);
+
+/* "0 B/s", "45.0 MiB/s": cli_fmt_bytes of the rounded rate, per second */
+void cli_fmt_rate_bytes(double bytes_per_s, char *buf, size_t n);
+
+/*
+ * "[######..............]" in exactly @width columns (at least 3) for
+ * @used of @cap; full when @used exceeds @cap, empty when @cap is 0.
+ */
+void cli_fmt_bar(uint64_t used, uint64_t cap, int width, char *buf, size_t n);
+
+/* A table printed with columns padded to their widest cell. */
+struct cli_table {
+	size_t ncols, nrows, cap;
+	char **cells; /* nrows * ncols, owned */
+	bool *right;  /* per column: align right (numbers) */
+};
+
+int cli_table_init(struct cli_table *t, size_t ncols);
+void cli_table_fini(struct cli_table *t);
+/* Append a row of ncols cells (copied). */
+int cli_table_row(struct cli_table *t, const char *const *cells);
+/* Print with @indent spaces and two spaces between columns. */
+void cli_table_print(const struct cli_table *t, FILE *out, int indent);
+
+/* ---- cli_progress.c: the progress of a warm ---- */
 
 /* Progress of a warm, as the CLI counts it. */
 struct cli_progress {
@@ -92,19 +132,7 @@ void cli_progress_plain(const struct cli_progress *p, double now, char *buf, siz
  */
 void cli_progress_summary(const struct cli_progress *p, double now, char *buf, size_t n);
 
-/* A table printed with columns padded to their widest cell. */
-struct cli_table {
-	size_t ncols, nrows, cap;
-	char **cells; /* nrows * ncols, owned */
-	bool *right;  /* per column: align right (numbers) */
-};
-
-int cli_table_init(struct cli_table *t, size_t ncols);
-void cli_table_fini(struct cli_table *t);
-/* Append a row of ncols cells (copied). */
-int cli_table_row(struct cli_table *t, const char *const *cells);
-/* Print with @indent spaces and two spaces between columns. */
-void cli_table_print(const struct cli_table *t, FILE *out, int indent);
+/* ---- cli_status.c: the status document for people ---- */
 
 /*
  * Print the daemon's status document (JSON text) for people: aligned
@@ -116,25 +144,7 @@ int cli_status_print(const char *json, FILE *out, char *err, size_t errsz);
 /* Print the "counters" object of a status document, one per line. */
 int cli_stats_print(const char *json, FILE *out, char *err, size_t errsz);
 
-/* ---------------------------------------------------------------- top */
-
-/*
- * Parse a duration in seconds ("0.5", "2", "1.5s") into [@min, @max].
- * Returns 0, -EINVAL (not a number, junk, not finite) or -ERANGE.
- */
-int cli_parse_seconds(const char *s, double min, double max, double *out);
-
-/* "0/s", "0.5/s", "42/s", "1234/s", "12.3k/s", "4.56M/s" */
-void cli_fmt_rate(double per_s, char *buf, size_t n);
-
-/* "0 B/s", "45.0 MiB/s": cli_fmt_bytes of the rounded rate, per second */
-void cli_fmt_rate_bytes(double bytes_per_s, char *buf, size_t n);
-
-/*
- * "[######..............]" in exactly @width columns (at least 3) for
- * @used of @cap; full when @used exceeds @cap, empty when @cap is 0.
- */
-void cli_fmt_bar(uint64_t used, uint64_t cap, int width, char *buf, size_t n);
+/* ---- cli_top.c: granary top ---- */
 
 /* One mount of a status document, as `granary top` uses it. */
 struct cli_top_mount {
