@@ -4,7 +4,9 @@
  * Owns: the static peer list of the config, heartbeats and liveness,
  * rendezvous hashing of object keys over live nodes, the peer endpoint (over
  * fabric.c, the only file that speaks libfabric), rack authentication, and
- * serving this node's objects to the others. Loop thread.
+ * serving this node's objects to the others. Loop thread. The code: peer.c
+ * (membership, placement), peer_auth.c, peer_pull.c (fetching from owners)
+ * and peer_serve.c (serving), around the private peer_impl.h.
  *
  * fetch.c asks peer_remote_owner() before going to the backend; when another
  * live node owns the object it calls peer_fetch(), and falls back to the
@@ -49,7 +51,7 @@ void peer_fetch(struct granaryd *d, struct mount *m, const char *path, struct pe
 void peer_status_json(struct granaryd *d, void *json_object);
 
 /*
- * The acceptance rules of the rack's wire (see peer.c), pure so they can be
+ * The acceptance rules of the rack's wire (see peer_auth.c), pure so they can be
  * tested alone.
  */
 #define PEER_KEY_LEN 32

@@ -19,7 +19,7 @@
 #include "granaryd.h"
 #include "peer.h"
 
-/* The wire header of peer.c: magic, version, type, init, pad, len, pad, sid, seq, mac. */
+/* The wire header of peer_impl.h: magic, version, type, init, pad, len, pad, sid, seq, mac. */
 #define HDR_LEN	 48
 #define SEQ_OFF	 24
 #define MAC_OFF	 32
