@@ -37,7 +37,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import time
 
 from harness import PRELOAD, Conn, Fail, Skip, as_user, check, run
 
@@ -141,6 +140,24 @@ def cat_as_nobody(d, path, shim):
 
 def daemon_fds(d):
     return len(os.listdir("/proc/%d/fd" % d.pid))
+
+
+def daemon_fds_settled(d):
+    """daemon_fds() once the daemon has closed every connection closed before now.
+
+    No sleep: the daemon closes a connection when its one loop reads the end
+    of it, and the end of every connection closed before this call is there
+    to read before the STATUS below is even sent, so the STATUS is answered
+    after those ends were handled. The count is taken with that connection
+    still open: it includes it, so compare counts taken the same way.
+    """
+    c = d.conn()
+    try:
+        r = c.request("STATUS")
+        check(r.status == 0, "STATUS failed: %s" % r.errmsg)
+        return daemon_fds(d)
+    finally:
+        c.close()
 
 
 def write(path, data, mode, gid=0):
@@ -314,13 +331,12 @@ def main(wd):
                 raise Fail(msg)
 
     # ---- refused requests leave nothing behind in the daemon
-    time.sleep(0.3)
-    before = daemon_fds(d)
+    # (the readers above, and then the child, have closed their connections)
+    before = daemon_fds_settled(d)
     answers = as_user(NOBODY, NOGROUP, refused_many, d.socket, secret, 300)
     check(answers == {"%d/0" % -errno.EACCES: 300},
           "300 refused OPENs answered %s" % answers)
-    time.sleep(0.3)
-    after = daemon_fds(d)
+    after = daemon_fds_settled(d)
     check(after <= before + 1, "daemon descriptors grew from %d to %d over 300 refused "
           "OPENs" % (before, after))
     st = d.status()
