@@ -199,9 +199,14 @@ static void http_list_async(struct mount *m, const char *rel, const char *after,
 		remote_op_finish(op, rc, "cannot start a request to %s", rm->host);
 }
 
+static const struct remote_kind http_kind = {
+	.name = "http",
+	.slash_dirs = true,
+};
+
 static int http_init(struct mount *m, char *err, size_t errsz)
 {
-	return remote_init(m, false, err, errsz);
+	return remote_init(m, &http_kind, err, errsz);
 }
 
 const struct backend_ops backend_http = {

@@ -16,7 +16,6 @@
 
 #include "log.h"
 #include "proto.h"
-#include "s3_list.h"
 
 #define BACKOFF_BASE_MS	  100
 #define BACKOFF_MAX_MS	  5000
@@ -102,7 +101,7 @@ static int split_url(struct remote_mount *rm, bool path_style, char *err, size_t
 	}
 	alen = (size_t)(path - auth);
 	snprintf(rm->host, sizeof(rm->host), "%.*s", (int)alen, auth);
-	if (!rm->s3)
+	if (!rm->kind->bucket)
 		return 0;
 	if (path_style) {
 		const char *b = path + 1, *slash = strchr(b, '/');
@@ -148,7 +147,7 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
 	event_del(rm->watch);
 }
 
-int remote_init(struct mount *m, bool s3, char *err, size_t errsz)
+int remote_init(struct mount *m, const struct remote_kind *kind, char *err, size_t errsz)
 {
 	const struct config_mount *cm = m->cfg;
 	struct remote_mount *rm;
@@ -162,7 +161,7 @@ int remote_init(struct mount *m, bool s3, char *err, size_t errsz)
 	if (!rm)
 		return -ENOMEM;
 	rm->m = m;
-	rm->s3 = s3;
+	rm->kind = kind;
 	rm->url = strdup(cm->url);
 	if (!rm->url) {
 		rc = -ENOMEM;
@@ -171,14 +170,10 @@ int remote_init(struct mount *m, bool s3, char *err, size_t errsz)
 	rc = split_url(rm, cm->path_style, err, errsz);
 	if (rc < 0)
 		goto err_free;
-	if (s3) {
-		snprintf(rm->sigv4, sizeof(rm->sigv4), "aws:amz:%s:s3",
-			 cm->region ? cm->region : "us-east-1");
-		rc = s3_creds_load(cm, &rm->cred, err, errsz);
+	if (kind->init) {
+		rc = kind->init(rm, err, errsz);
 		if (rc < 0)
 			goto err_free;
-		if (!rm->cred.key)
-			log_info("no s3 credentials, requests are unsigned mount=%s", cm->path);
 	}
 	if (!shared_loop) {
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -202,7 +197,7 @@ int remote_init(struct mount *m, bool s3, char *err, size_t errsz)
 	rm->cl = shared_loop;
 	rm->rnd = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)rm;
 	m->priv = rm;
-	log_info("mount ready mount=%s backend=%s host=%s", cm->path, s3 ? "s3" : "http", rm->host);
+	log_info("mount ready mount=%s backend=%s host=%s", cm->path, kind->name, rm->host);
 	return 0;
 
 err_loop:
@@ -703,8 +698,8 @@ int remote_req_start(struct remote_req *r)
 		if (add_header(&r->hdrs, h) < 0)
 			return -ENOMEM;
 	}
-	if (rm->s3) {
-		rc = s3_sign_setup(rm, e, &r->hdrs);
+	if (rm->kind->sign) {
+		rc = rm->kind->sign(rm, e, &r->hdrs);
 		if (rc < 0)
 			return rc;
 	}
@@ -719,8 +714,8 @@ int remote_status_error(const struct remote_req *r, char *msg, size_t msgsz)
 	const struct remote_mount *rm = r->op->rm;
 	char code[128] = "", text[256] = "";
 
-	if (rm->s3 && r->blen)
-		s3_error_parse(r->body, r->blen, code, sizeof(code), text, sizeof(text));
+	if (rm->kind->error_text && r->blen)
+		rm->kind->error_text(r->body, r->blen, code, sizeof(code), text, sizeof(text));
 	switch (r->status) {
 	case 401:
 	case 403:
@@ -889,7 +884,7 @@ static void head_done(struct remote_req *r, int rc, const char *cause)
 	}
 	ul = strlen(r->url);
 	if (r->status / 100 == 2) {
-		if (!rm->s3 && (!op->rel[0] || (ul && r->url[ul - 1] == '/'))) {
+		if (rm->kind->slash_dirs && (!op->rel[0] || (ul && r->url[ul - 1] == '/'))) {
 			call->type = PROTO_FT_DIR;
 			memset(v, 0, sizeof(*v));
 			v->mode = S_IFDIR | 0555;
@@ -912,7 +907,7 @@ static void head_done(struct remote_req *r, int rc, const char *cause)
 		remote_op_finish(op, 0, "%s", "");
 		return;
 	}
-	if (r->status / 100 == 3 && !rm->s3) {
+	if (r->status / 100 == 3 && rm->kind->slash_dirs) {
 		size_t ll = strlen(r->location);
 
 		if (ll && r->location[ll - 1] == '/') {
@@ -927,19 +922,19 @@ static void head_done(struct remote_req *r, int rc, const char *cause)
 				 r->status, rm->host);
 		return;
 	}
-	if (rm->s3 && r->status == 404) {
+	if (rm->kind->not_found && r->status == 404) {
 		remote_req_free(r);
 		op->req = NULL;
-		s3_probe_dir(op);
+		rm->kind->not_found(op);
 		return;
 	}
-	if (rm->s3 && r->status == 403) {
+	if (rm->kind->denied && r->status == 403) {
 		char *url = r->url;
 
 		r->url = NULL;
 		remote_req_free(r);
 		op->req = NULL;
-		s3_explain_denied(op, url);
+		rm->kind->denied(op, url);
 		free(url);
 		return;
 	}
@@ -957,7 +952,7 @@ void remote_head_async(struct mount *m, const char *rel, struct backend_call *ca
 		remote_answer_enomem(rm, call);
 		return;
 	}
-	if (rm->s3 && !rel[0]) {
+	if (rm->kind->bucket && !rel[0]) {
 		/* the bucket (or the mount's prefix) itself */
 		call->type = PROTO_FT_DIR;
 		memset(&call->v, 0, sizeof(call->v));
@@ -1360,18 +1355,18 @@ static void blind_done(struct remote_req *r, int rc, const char *cause)
 		get_fail(op, rc, cause);
 		return;
 	}
-	if (r->status == 404 && op->rm->s3) {
+	if (r->status == 404 && op->rm->kind->not_found) {
 		/* no such key: maybe a "directory" (keys under rel/) */
 		remote_req_free(r);
 		op->req = NULL;
-		s3_probe_dir(op);
+		op->rm->kind->not_found(op);
 		return;
 	}
 	if (r->status == 404) {
 		remote_op_finish(op, -ENOENT, "not found at %s", op->rm->host);
 		return;
 	}
-	if (r->status / 100 == 3 && !op->rm->s3) {
+	if (r->status / 100 == 3 && op->rm->kind->slash_dirs) {
 		size_t ll = strlen(r->location);
 
 		if (ll && r->location[ll - 1] == '/') {

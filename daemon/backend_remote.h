@@ -38,10 +38,34 @@ struct remote_creds {
 /* A listing of an http directory, kept for the next pages of the same walk. */
 struct http_listing;
 
+struct remote_op;
+struct remote_mount;
+
+/*
+ * What tells one remote kind from the other, filled by backend_http.c and
+ * backend_s3.c: backend_remote.c asks the table, never the kind's name.
+ */
+struct remote_kind {
+	const char *name;
+	bool bucket;	 /* the URL names a bucket and a key prefix; its root is a directory */
+	bool slash_dirs; /* directories are URLs ending in '/' (and redirects to them) */
+	/* Set up what the kind needs beyond the URL (credentials). 0 or -errno. */
+	int (*init)(struct remote_mount *rm, char *err, size_t errsz);
+	/* Sign a request; NULL: requests go unsigned. */
+	int (*sign)(struct remote_mount *rm, CURL *easy, struct curl_slist **hdrs);
+	/* The server's own code and words in an error body; NULL: none. */
+	int (*error_text)(const char *body, size_t len, char *code, size_t codesz, char *msg,
+			  size_t msgsz);
+	/* A 404 for an object: maybe a directory of keys. NULL: -ENOENT. Finishes @op. */
+	void (*not_found)(struct remote_op *op);
+	/* A 403 of a HEAD: find out why. NULL: the status's message. Finishes @op. */
+	void (*denied)(struct remote_op *op, const char *url);
+};
+
 struct remote_mount {
 	struct mount *m;
 	struct curl_loop *cl;
-	bool s3;
+	const struct remote_kind *kind;
 	char *url;	  /* the mount's base URL, ending in '/' */
 	char host[256];	  /* host[:port], for messages */
 	bool tls;	  /* https: offer HTTP/2 and wait for multiplexing */
@@ -136,7 +160,7 @@ struct remote_op {
 };
 
 /* backend_remote.c */
-int remote_init(struct mount *m, bool s3, char *err, size_t errsz);
+int remote_init(struct mount *m, const struct remote_kind *kind, char *err, size_t errsz);
 void remote_fini(struct mount *m);
 void remote_head_async(struct mount *m, const char *rel, struct backend_call *call);
 void remote_get_async(struct mount *m, const char *rel, int fd, struct backend_call *call);

@@ -630,9 +630,35 @@ void s3_explain_denied(struct remote_op *op, const char *url)
 		remote_op_finish(op, -EACCES, "403 Forbidden from %s", op->rm->host);
 }
 
+/* The region's signing parameter and the credentials. */
+static int s3_kind_init(struct remote_mount *rm, char *err, size_t errsz)
+{
+	const struct config_mount *cm = rm->m->cfg;
+	int rc;
+
+	snprintf(rm->sigv4, sizeof(rm->sigv4), "aws:amz:%s:s3",
+		 cm->region ? cm->region : "us-east-1");
+	rc = s3_creds_load(cm, &rm->cred, err, errsz);
+	if (rc < 0)
+		return rc;
+	if (!rm->cred.key)
+		log_info("no s3 credentials, requests are unsigned mount=%s", cm->path);
+	return 0;
+}
+
+static const struct remote_kind s3_kind = {
+	.name = "s3",
+	.bucket = true,
+	.init = s3_kind_init,
+	.sign = s3_sign_setup,
+	.error_text = s3_error_parse,
+	.not_found = s3_probe_dir,
+	.denied = s3_explain_denied,
+};
+
 static int s3_init(struct mount *m, char *err, size_t errsz)
 {
-	return remote_init(m, true, err, errsz);
+	return remote_init(m, &s3_kind, err, errsz);
 }
 
 const struct backend_ops backend_s3 = {
