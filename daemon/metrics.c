@@ -24,6 +24,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 
+#include "backend.h"
 #include "granary_version.h"
 #include "log.h"
 #include "metrics.h"
@@ -48,7 +49,6 @@ static const char *const error_kind_name[N_ERR_KINDS] = {"timeout", "io", "notfo
 
 /* Backend kinds are enum config_backend values, 1..3. */
 #define N_BACKENDS 4
-static const char *const backend_name[N_BACKENDS] = {NULL, "posix", "http", "s3"};
 
 struct metrics_backend {
 	bool used; /* a mount has this backend: render it even with no fetch yet */
@@ -302,14 +302,18 @@ static void render_backends(struct metrics *mx, struct evbuffer *out)
 		for (i = 0; i < N_BUCKETS; i++) {
 			cum += b->buckets[i];
 			evbuffer_add_printf(out, "%s_bucket{backend=\"%s\",le=\"%g\"} %llu\n", h,
-					    backend_name[k], bucket_le[i], (unsigned long long)cum);
+					    backend_for((enum config_backend)k)->name, bucket_le[i],
+					    (unsigned long long)cum);
 		}
 		cum += b->buckets[N_BUCKETS];
 		evbuffer_add_printf(out, "%s_bucket{backend=\"%s\",le=\"+Inf\"} %llu\n", h,
-				    backend_name[k], (unsigned long long)cum);
-		evbuffer_add_printf(out, "%s_sum{backend=\"%s\"} ", h, backend_name[k]);
+				    backend_for((enum config_backend)k)->name,
+				    (unsigned long long)cum);
+		evbuffer_add_printf(out, "%s_sum{backend=\"%s\"} ", h,
+				    backend_for((enum config_backend)k)->name);
 		put_double(out, b->sum);
-		evbuffer_add_printf(out, "\n%s_count{backend=\"%s\"} %llu\n", h, backend_name[k],
+		evbuffer_add_printf(out, "\n%s_count{backend=\"%s\"} %llu\n", h,
+				    backend_for((enum config_backend)k)->name,
 				    (unsigned long long)b->count);
 	}
 
@@ -317,7 +321,8 @@ static void render_backends(struct metrics *mx, struct evbuffer *out)
 	       "Bytes fetched from backends into the cache, by backend.");
 	for (k = 1; k < N_BACKENDS; k++) {
 		if (mx->backends[k].used)
-			sample_u64(out, "granary_fetched_bytes_total", "backend", backend_name[k],
+			sample_u64(out, "granary_fetched_bytes_total", "backend",
+				   backend_for((enum config_backend)k)->name,
 				   mx->backends[k].bytes);
 	}
 
@@ -331,7 +336,8 @@ static void render_backends(struct metrics *mx, struct evbuffer *out)
 			evbuffer_add_printf(out,
 					    "granary_backend_errors_total{backend=\"%s\","
 					    "kind=\"%s\"} %llu\n",
-					    backend_name[k], error_kind_name[e],
+					    backend_for((enum config_backend)k)->name,
+					    error_kind_name[e],
 					    (unsigned long long)mx->backends[k].errors[e]);
 	}
 }

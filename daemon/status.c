@@ -27,18 +27,6 @@ static const char *consistency_name(const struct config_mount *cm)
 	}
 }
 
-static const char *backend_name(enum config_backend b)
-{
-	switch (b) {
-	case CONFIG_BACKEND_HTTP:
-		return "http";
-	case CONFIG_BACKEND_S3:
-		return "s3";
-	default:
-		return "posix";
-	}
-}
-
 static double ratio(uint64_t a, uint64_t b)
 {
 	return a + b ? (double)a / (double)(a + b) : 0.0;
@@ -65,13 +53,13 @@ char *server_status_json(struct granaryd *d)
 		json_array_append_new(
 			mounts,
 			json_pack("{ss ss ss sI sI sI sI sf sI sI sf so}", "path", m->cfg->path,
-				  "backend", backend_name(m->cfg->backend), "consistency",
-				  consistency_name(m->cfg), "objects", (json_int_t)m->objects,
-				  "bytes", (json_int_t)m->bytes, "hits", (json_int_t)m->hits,
-				  "misses", (json_int_t)m->misses, "hit_ratio",
-				  ratio(m->hits, m->misses), "fetches", (json_int_t)m->fetches,
-				  "fetch_errors", (json_int_t)m->fetch_errors, "fetch_seconds",
-				  m->fetch_seconds, "hint", hint_status_json(d, m)));
+				  "backend", m->ops->name, "consistency", consistency_name(m->cfg),
+				  "objects", (json_int_t)m->objects, "bytes", (json_int_t)m->bytes,
+				  "hits", (json_int_t)m->hits, "misses", (json_int_t)m->misses,
+				  "hit_ratio", ratio(m->hits, m->misses), "fetches",
+				  (json_int_t)m->fetches, "fetch_errors",
+				  (json_int_t)m->fetch_errors, "fetch_seconds", m->fetch_seconds,
+				  "hint", hint_status_json(d, m)));
 	}
 	datasets = json_array();
 	for (i = 0; i < policy_dataset_count(d->policy); i++) {
