@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "catalog.h"
 #include "hint.h"
 #include "peer.h"
