@@ -4,7 +4,7 @@
  * One function per verb; each parses its own options (every verb takes
  * --help and --socket PATH), talks to the daemon through libgranary and
  * returns the exit status: 0 done, 1 failed, 2 usage error. Errors go to
- * stderr prefixed "granary: ". Formatting lives in cli_util.c.
+ * stderr prefixed "granary: ". Formatting, parsing and the status views live in cli_*.c (cli_util.h).
  */
 #include "cli_util.h"
 #include "granary.h"

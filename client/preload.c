@@ -4,7 +4,7 @@
  *
  * An open of a path under one of the daemon's mounts is answered with the
  * cache file's descriptor (opened by the shim itself when the daemon's
- * shared index holds the file, see preload_daemon.c; else passed by the
+ * shared index holds the file, see preload_fast.c; else passed by the
  * daemon), so read, pread, mmap, fread and lseek go to the kernel with no
  * daemon on the path; fstat on that descriptor shows the
  * source's size, mtime, mode and inode. Opens for writing go to the original

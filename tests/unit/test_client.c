@@ -1,7 +1,7 @@
 /*
  * test_client.c - libgranary and the CLI's pure logic.
  *
- * The CLI helpers (cli_util.c) are called directly. The library is driven
+ * The CLI helpers (cli_*.c, cli_util.h) are called directly. The library is driven
  * against a scripted server thread on a socket in a temporary directory: it
  * answers in batches and in reverse order, passes descriptors, pages
  * listings and hangs up on demand, which is what libgranary must survive.
