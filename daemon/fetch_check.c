@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "backend.h"
 #include "fastidx.h"
@@ -22,8 +21,6 @@
 #include "pool.h"
 #include "recheck.h"
 #include "store.h"
-
-#define READ_CHUNK (1u << 20) /* a restored copy is read back in pieces this large */
 
 /* A validation of a cached object against its source. */
 struct validate {
@@ -220,22 +217,10 @@ struct checksum_task {
 static void checksum_work(struct pool_task *t)
 {
 	struct checksum_task *c = (struct checksum_task *)t;
-	XXH3_state_t *st = XXH3_createState();
-	uint8_t *buf = malloc(READ_CHUNK);
-	int fd = store_object_open(&c->d->store, c->id, c->size, c->priv);
-	ssize_t n = -1;
+	uint64_t sum = 0;
 
-	c->ok = false;
-	if (fd >= 0 && st && buf) {
-		XXH3_64bits_reset(st);
-		while ((n = read(fd, buf, READ_CHUNK)) > 0)
-			XXH3_64bits_update(st, buf, (size_t)n);
-		c->ok = n == 0 && XXH3_64bits_digest(st) == c->checksum;
-	}
-	if (fd >= 0)
-		close(fd);
-	XXH3_freeState(st);
-	free(buf);
+	c->ok = store_object_checksum(&c->d->store, c->id, c->size, c->priv, &sum) == 0 &&
+		sum == c->checksum;
 }
 
 static void checksum_done(struct pool_task *t)

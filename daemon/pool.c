@@ -102,6 +102,19 @@ static void pool_on_event(evutil_socket_t fd, short what, void *arg)
 	pool_drain(arg);
 }
 
+/* Let the workers finish what is queued, and join them. */
+static void stop_workers(struct pool *p)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+}
+
 struct pool *pool_create(struct event_base *base, unsigned nthreads, int *err)
 {
 	struct pool *p = calloc(1, sizeof(*p));
@@ -141,12 +154,7 @@ struct pool *pool_create(struct event_base *base, unsigned nthreads, int *err)
 	return p;
 
 err_threads:
-	pthread_mutex_lock(&p->lock);
-	p->stopping = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
-	for (i = 0; i < p->nthreads; i++)
-		pthread_join(p->threads[i], NULL);
+	stop_workers(p);
 	free(p->threads);
 err_event:
 	if (p->ev)
@@ -174,16 +182,9 @@ unsigned pool_pending(const struct pool *p)
 
 void pool_destroy(struct pool *p)
 {
-	unsigned i;
-
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->lock);
-	p->stopping = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
-	for (i = 0; i < p->nthreads; i++)
-		pthread_join(p->threads[i], NULL);
+	stop_workers(p);
 	/*
 	 * Completions may submit more work (a validation that starts a fetch):
 	 * with the workers gone, it runs here, until nothing is left.

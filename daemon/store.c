@@ -11,8 +11,11 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "log.h"
+
+#define CHECKSUM_CHUNK (1u << 20) /* a copy is read back in pieces this large */
 
 static void id_name(uint64_t id, char *buf, size_t len)
 {
@@ -40,30 +43,12 @@ static int mkdir_at(int dirfd, const char *name, mode_t mode)
 	return 0;
 }
 
-static void unlink_tree(int treefd)
+static int scan_tree(struct store *st, bool priv, void (*fn)(uint64_t id, bool priv, void *arg),
+		     void *arg);
+
+static void unlink_one(uint64_t id, bool priv, void *arg)
 {
-	char sub[8];
-	int i;
-
-	for (i = 0; i < 256; i++) {
-		struct dirent *de;
-		DIR *d;
-		int fd;
-
-		snprintf(sub, sizeof(sub), "%02x", i);
-		fd = openat(treefd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		d = fdopendir(fd);
-		if (!d) {
-			close(fd);
-			continue;
-		}
-		while ((de = readdir(d)))
-			if (de->d_name[0] != '.')
-				unlinkat(fd, de->d_name, 0);
-		closedir(d);
-	}
+	store_object_unlink(arg, id, priv);
 }
 
 /*
@@ -89,8 +74,8 @@ static int check_layout(struct store *st)
 		log_warn("cache written by an older granaryd: emptied, it will be fetched again "
 			 "dir=%s",
 			 st->dir);
-		unlink_tree(st->objfd);
-		unlink_tree(st->privfd);
+		scan_tree(st, false, unlink_one, st);
+		scan_tree(st, true, unlink_one, st);
 	}
 	fd = openat(st->dirfd, "layout", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -279,6 +264,32 @@ int store_object_open(struct store *st, uint64_t id, uint64_t size, bool priv)
 
 err_close:
 	close(fd);
+	return rc;
+}
+
+int store_object_checksum(struct store *st, uint64_t id, uint64_t size, bool priv, uint64_t *sum)
+{
+	XXH3_state_t *xx = XXH3_createState();
+	uint8_t *buf = malloc(CHECKSUM_CHUNK);
+	int fd = -1, rc = -ENOMEM;
+	ssize_t n = 0;
+
+	if (!xx || !buf)
+		goto out;
+	fd = store_object_open(st, id, size, priv);
+	if (fd < 0) {
+		rc = fd;
+		goto out;
+	}
+	XXH3_64bits_reset(xx);
+	while ((n = read(fd, buf, CHECKSUM_CHUNK)) > 0)
+		XXH3_64bits_update(xx, buf, (size_t)n);
+	rc = n < 0 ? -errno : 0;
+	*sum = XXH3_64bits_digest(xx);
+	close(fd);
+out:
+	free(buf);
+	XXH3_freeState(xx);
 	return rc;
 }
 

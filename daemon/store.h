@@ -63,6 +63,12 @@ int store_object_move(struct store *st, uint64_t id, bool to_priv);
  */
 int store_object_open(struct store *st, uint64_t id, uint64_t size, bool priv);
 
+/*
+ * Read object @id back and put the xxh3-64 of its bytes in *@sum. Returns 0,
+ * -ENOMEM, or the -errno of the open (-EIO for a wrong size) or of a read.
+ */
+int store_object_checksum(struct store *st, uint64_t id, uint64_t size, bool priv, uint64_t *sum);
+
 int store_object_unlink(struct store *st, uint64_t id, bool priv);
 
 /* Size of object @id on disk, or -errno. */
