@@ -8,7 +8,9 @@
  * memory registration for the caller; posts that met -FI_EAGAIN and wait to be
  * retried; and, per peer, what is in flight to it, so that a peer declared
  * down gives back everything it held. This is the only module that includes
- * <rdma/fabric.h>; its callers see bytes, addresses and keys. Loop thread.
+ * <rdma/fabric.h>: fabric.c, and fabric_shm.c for what only the shm provider
+ * needs, around the private fabric_impl.h. Its callers see bytes, addresses
+ * and keys. Loop thread.
  *
  * Messages are copied: fabric_send() returns as soon as the copy is queued.
  * RMA writes are posted with delivery-complete semantics: when write_done()
@@ -61,7 +63,7 @@ int fabric_peer_add(struct fabric *f, const char *address);
  * posted writes report -ECONNRESET through write_done() now (their buffers may
  * be reused at once; a completion that still comes is swallowed). With shm,
  * when a write to it was still unanswered, the endpoint is then replaced by a
- * new one (see fabric.c): writes posted to the other peers report -ECANCELED.
+ * new one (see fabric_shm.c): writes posted to the other peers report -ECANCELED.
  */
 void fabric_peer_reset(struct fabric *f, int peer);
 
