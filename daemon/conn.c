@@ -118,12 +118,7 @@ static void conn_close(struct conn *c)
 	close(c->fd);
 	if (c->user)
 		c->user->conns--;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_del(&c->node);
 	s->nconns--;
 	conn_put(c);
 }
@@ -206,14 +201,18 @@ static void conn_arm(struct conn *c)
 /* A user's requests drained below the limit: read its paused connections again. */
 static void user_resume(struct server *s, struct conn_user *u)
 {
+	struct list_node *n, *tmp;
 	struct conn *c;
 
 	if (!u->paused || u->inflight >= s->d->cfg->limits.requests_per_uid)
 		return;
 	u->paused = false;
-	for (c = s->conns; c; c = c->next)
+	list_for_each_safe(n, tmp, &s->conns)
+	{
+		c = list_entry(n, struct conn, node);
 		if (c->user == u && !c->reading)
 			conn_arm(c);
+	}
 }
 
 void conn_req_begin(struct conn *c)
@@ -398,7 +397,7 @@ static void accept_resume(evutil_socket_t fd, short what, void *arg)
  * REFUSING_MAX wait at once: beyond, a connection is closed at once.
  */
 struct refusal {
-	struct refusal *prev, *next; /* in s->refusals */
+	struct list_node node; /* in server.refusals */
 	struct server *s;
 	int fd;
 	struct event *ev;
@@ -407,12 +406,7 @@ struct refusal {
 
 static void refusal_end(struct refusal *r)
 {
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		r->s->refusals = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
+	list_del(&r->node);
 	r->s->refusing--;
 	event_free(r->ev);
 	close(r->fd);
@@ -471,10 +465,7 @@ static void refuse(struct server *s, int fd, const struct caller *who, pid_t pid
 		return;
 	}
 	s->refusing++;
-	r->next = s->refusals;
-	if (s->refusals)
-		s->refusals->prev = r;
-	s->refusals = r;
+	list_add_tail(&s->refusals, &r->node);
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -549,10 +540,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		}
 		c->reading = true;
 		c->user->conns++;
-		c->next = s->conns;
-		if (s->conns)
-			s->conns->prev = c;
-		s->conns = c;
+		list_add_head(&s->conns, &c->node);
 		s->nconns++;
 	}
 }
@@ -565,12 +553,14 @@ static void on_idle_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 	int64_t now = clock_now_ns(), idle = (int64_t)s->d->cfg->limits.idle_timeout_ns;
-	struct conn *c, *next;
+	struct list_node *n, *tmp;
+	struct conn *c;
 
 	(void)fd;
 	(void)what;
-	for (c = s->conns; c; c = next) {
-		next = c->next;
+	list_for_each_safe(n, tmp, &s->conns)
+	{
+		c = list_entry(n, struct conn, node);
 		if (!c->inflight && !c->out_head && now - c->last_ns >= idle) {
 			log_debug("idle connection closed uid=%u pid=%d", (unsigned)c->cred.uid,
 				  (int)c->cred.pid);
@@ -638,6 +628,8 @@ int server_start(struct granaryd *d)
 	if (!s)
 		return -ENOMEM;
 	s->d = d;
+	list_init(&s->conns);
+	list_init(&s->refusals);
 	s->fd = -1;
 	d->srv = s;
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -733,10 +725,10 @@ void server_destroy(struct granaryd *d)
 	if (!s)
 		return;
 	server_stop_listening(d);
-	while (s->conns)
-		conn_close(s->conns);
-	while (s->refusals)
-		refusal_end(s->refusals);
+	while (!list_empty(&s->conns))
+		conn_close(list_first(&s->conns, struct conn, node));
+	while (!list_empty(&s->refusals))
+		refusal_end(list_first(&s->refusals, struct refusal, node));
 	/* users of connections still referenced by requests that never ended */
 	while (s->users) {
 		struct conn_user *u = s->users;

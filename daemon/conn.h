@@ -26,6 +26,7 @@
 
 #include "fetch.h"
 #include "granaryd.h"
+#include "list.h"
 #include "proto.h"
 
 struct outmsg;
@@ -34,7 +35,7 @@ struct refusal;
 
 struct conn {
 	struct granaryd *d;
-	struct conn *prev, *next;
+	struct list_node node; /* in server.conns */
 	int fd;
 	struct event *ev;
 	bool writing;
@@ -56,10 +57,10 @@ struct server {
 	struct event *ev;
 	struct event *accept_timer; /* accept paused after EMFILE */
 	struct event *idle_timer;
-	struct conn *conns;
+	struct list_node conns;
 	unsigned nconns;
 	unsigned refusing; /* refused connections waiting for their one answer */
-	struct refusal *refusals;
+	struct list_node refusals;
 	struct conn_user *users;
 	char *path;
 	struct proto_buf out; /* replies are built here on the loop thread */

@@ -15,27 +15,21 @@ struct curl_sock {
 	struct curl_loop *cl;
 	curl_socket_t fd;
 	struct event *ev;
-	struct curl_sock *prev, *next;
+	struct list_node node; /* in the loop's sockets */
 };
 
 struct curl_loop {
 	struct event_base *base;
 	CURLM *multi;
 	struct event *timer;
-	struct curl_xfer *xfers; /* attached */
-	struct curl_sock *socks;
+	struct list_node xfers; /* attached */
+	struct list_node socks;
 	unsigned active;
 };
 
 static void xfer_unlink(struct curl_loop *cl, struct curl_xfer *x)
 {
-	if (x->prev)
-		x->prev->next = x->next;
-	else
-		cl->xfers = x->next;
-	if (x->next)
-		x->next->prev = x->prev;
-	x->prev = x->next = NULL;
+	list_del(&x->node);
 	x->attached = false;
 	cl->active--;
 }
@@ -88,14 +82,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	check_done(cl);
 }
 
-static void sock_free(struct curl_loop *cl, struct curl_sock *s)
+static void sock_free(struct curl_sock *s)
 {
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		cl->socks = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	list_del(&s->node);
 	if (s->ev)
 		event_free(s->ev);
 	free(s);
@@ -110,7 +99,7 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 	(void)easy;
 	if (what == CURL_POLL_REMOVE) {
 		if (s)
-			sock_free(cl, s);
+			sock_free(s);
 		curl_multi_assign(cl->multi, fd, NULL);
 		return 0;
 	}
@@ -120,10 +109,7 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 			return -1;
 		s->cl = cl;
 		s->fd = fd;
-		s->next = cl->socks;
-		if (cl->socks)
-			cl->socks->prev = s;
-		cl->socks = s;
+		list_add_head(&cl->socks, &s->node);
 		curl_multi_assign(cl->multi, fd, s);
 	}
 	if (what & CURL_POLL_IN)
@@ -164,6 +150,8 @@ struct curl_loop *curl_loop_create(struct event_base *base, unsigned max_host_co
 		return NULL;
 	}
 	cl->base = base;
+	list_init(&cl->xfers);
+	list_init(&cl->socks);
 	cl->multi = curl_multi_init();
 	cl->timer = evtimer_new(base, on_timer, cl);
 	if (!cl->multi || !cl->timer) {
@@ -194,11 +182,11 @@ void curl_loop_destroy(struct curl_loop *cl)
 {
 	if (!cl)
 		return;
-	while (cl->xfers)
-		curl_loop_remove(cl->xfers);
+	while (!list_empty(&cl->xfers))
+		curl_loop_remove(list_first(&cl->xfers, struct curl_xfer, node));
 	curl_multi_cleanup(cl->multi);
-	while (cl->socks)
-		sock_free(cl, cl->socks);
+	while (!list_empty(&cl->socks))
+		sock_free(list_first(&cl->socks, struct curl_sock, node));
 	event_free(cl->timer);
 	free(cl);
 }
@@ -215,11 +203,7 @@ int curl_loop_add(struct curl_loop *cl, struct curl_xfer *x)
 	}
 	x->loop = cl;
 	x->attached = true;
-	x->prev = NULL;
-	x->next = cl->xfers;
-	if (cl->xfers)
-		cl->xfers->prev = x;
-	cl->xfers = x;
+	list_add_head(&cl->xfers, &x->node);
 	cl->active++;
 	return 0;
 }

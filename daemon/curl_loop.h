@@ -21,6 +21,8 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "list.h"
+
 struct curl_loop;
 
 /*
@@ -33,7 +35,7 @@ struct curl_xfer {
 	void (*done)(struct curl_xfer *x, CURLcode rc);
 	/* private to curl_loop */
 	struct curl_loop *loop;
-	struct curl_xfer *prev, *next;
+	struct list_node node; /* in the loop's transfers */
 	bool attached;
 };
 

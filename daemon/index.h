@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "list.h"
 #include "policy.h"
 
 struct mount;
@@ -48,10 +49,10 @@ struct object {
 	int64_t last_access;  /* CLOCK_REALTIME seconds */
 	bool verified;	      /* checksum checked since start-up */
 	bool in_policy;
-	uint64_t fx_slot;		  /* slot + 1 in the shared index, 0 when absent */
-	struct object *rk_prev, *rk_next; /* ring of public copies (recheck.c) */
-	struct fetch *fetch;		  /* while a fetch is under way */
-	struct checksum_task *verifying;  /* the first read's checksum under way (fetch.c) */
+	uint64_t fx_slot;		 /* slot + 1 in the shared index, 0 when absent */
+	struct list_node rk;		 /* in the ring of public copies (recheck.c) */
+	struct fetch *fetch;		 /* while a fetch is under way */
+	struct checksum_task *verifying; /* the first read's checksum under way (fetch.c) */
 	struct policy_entry pe;
 };
 

@@ -12,39 +12,11 @@
 struct recheck {
 	struct granaryd *d;
 	struct event *timer;
-	struct object *head; /* circular, through o->rk_next and o->rk_prev */
+	struct list_node ring; /* public copies, through o->rk; the next one checked first */
 	uint64_t n;
 	unsigned inflight;
 	int64_t behind_warned_ns;
 };
-
-static void ring_remove(struct recheck *rk, struct object *o)
-{
-	if (o->rk_next == o) {
-		rk->head = NULL;
-	} else {
-		o->rk_prev->rk_next = o->rk_next;
-		o->rk_next->rk_prev = o->rk_prev;
-		if (rk->head == o)
-			rk->head = o->rk_next;
-	}
-	o->rk_next = o->rk_prev = NULL;
-	rk->n--;
-}
-
-static void ring_append(struct recheck *rk, struct object *o)
-{
-	if (!rk->head) {
-		o->rk_next = o->rk_prev = o;
-		rk->head = o;
-	} else {
-		o->rk_prev = rk->head->rk_prev;
-		o->rk_next = rk->head;
-		rk->head->rk_prev->rk_next = o;
-		rk->head->rk_prev = o;
-	}
-	rk->n++;
-}
 
 void recheck_track(struct granaryd *d, struct object *o)
 {
@@ -54,16 +26,21 @@ void recheck_track(struct granaryd *d, struct object *o)
 
 	if (!rk)
 		return;
-	if (want && !o->rk_next)
-		ring_append(rk, o);
-	else if (!want && o->rk_next)
-		ring_remove(rk, o);
+	if (want && !list_linked(&o->rk)) {
+		list_add_tail(&rk->ring, &o->rk);
+		rk->n++;
+	} else if (!want && list_linked(&o->rk)) {
+		list_del(&o->rk);
+		rk->n--;
+	}
 }
 
 void recheck_untrack(struct granaryd *d, struct object *o)
 {
-	if (d->rk && o->rk_next)
-		ring_remove(d->rk, o);
+	if (d->rk && list_linked(&o->rk)) {
+		list_del(&o->rk);
+		d->rk->n--;
+	}
 }
 
 void recheck_done(struct granaryd *d)
@@ -81,7 +58,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!rk->n || d->stopping)
+	if (list_empty(&rk->ring) || d->stopping)
 		return;
 	if (!interval_s)
 		interval_s = 1;
@@ -100,10 +77,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	if (budget > rk->n)
 		budget = rk->n;
-	while (budget-- > 0 && rk->inflight < MAX_INFLIGHT && rk->head) {
-		struct object *o = rk->head;
+	while (budget-- > 0 && rk->inflight < MAX_INFLIGHT && !list_empty(&rk->ring)) {
+		struct object *o = list_first(&rk->ring, struct object, rk);
 
-		rk->head = o->rk_next; /* o goes to the tail */
+		list_del(&o->rk); /* to the tail: the ring turns */
+		list_add_tail(&rk->ring, &o->rk);
 		if (fetch_recheck(d, o) == 0)
 			rk->inflight++;
 	}
@@ -117,6 +95,7 @@ int recheck_start(struct granaryd *d)
 	if (!rk)
 		return -ENOMEM;
 	rk->d = d;
+	list_init(&rk->ring);
 	rk->timer = event_new(d->base, -1, EV_PERSIST, on_tick, rk);
 	if (!rk->timer || evtimer_add(rk->timer, &tv) < 0) {
 		if (rk->timer)
