@@ -134,14 +134,16 @@ static int split_url(struct remote_mount *rm, bool path_style, char *err, size_t
 static void on_watch(evutil_socket_t fd, short what, void *arg)
 {
 	struct remote_mount *rm = arg;
-	struct remote_op *op, *next;
+	struct list_node *n, *tmp;
+	struct remote_op *op;
 
 	(void)fd;
 	(void)what;
 	if (!rm->m->d->stopping)
 		return;
-	for (op = rm->ops; op; op = next) {
-		next = op->next;
+	list_for_each_safe(n, tmp, &rm->ops)
+	{
+		op = list_entry(n, struct remote_op, node);
 		remote_op_finish(op, -ECANCELED, "granaryd is shutting down");
 	}
 	event_del(rm->watch);
@@ -162,6 +164,7 @@ int remote_init(struct mount *m, const struct remote_kind *kind, char *err, size
 		return -ENOMEM;
 	rm->m = m;
 	rm->kind = kind;
+	list_init(&rm->ops);
 	rm->url = strdup(cm->url);
 	if (!rm->url) {
 		rc = -ENOMEM;
@@ -224,8 +227,8 @@ void remote_fini(struct mount *m)
 	if (!rm)
 		return;
 	/* the daemon is going away: drop what is in flight without answering */
-	while (rm->ops)
-		op_free(rm->ops);
+	while (!list_empty(&rm->ops))
+		op_free(list_first(&rm->ops, struct remote_op, node));
 	event_free(rm->watch);
 	http_listing_free(rm->lcache);
 	s3_creds_free(&rm->cred);
@@ -753,13 +756,8 @@ static void op_free(struct remote_op *op)
 		op->priv_free(op->priv);
 	if (op->deliver)
 		event_free(op->deliver);
-	if (op->prev)
-		op->prev->next = op->next;
-	else
-		rm->ops = op->next;
-	if (op->next)
-		op->next->prev = op->prev;
-	if (!rm->ops && rm->watch)
+	list_del(&op->node);
+	if (list_empty(&rm->ops) && rm->watch)
 		event_del(rm->watch);
 	free(op->chunk_done);
 	free(op->after);
@@ -790,10 +788,7 @@ struct remote_op *remote_op_new(struct remote_mount *rm, struct backend_call *ca
 	op->fd = -1;
 	op->rel = strdup(rel);
 	op->deliver = event_new(base_of(rm), -1, 0, on_deliver, op);
-	op->next = rm->ops;
-	if (rm->ops)
-		rm->ops->prev = op;
-	rm->ops = op;
+	list_add_head(&rm->ops, &op->node);
 	if (!evtimer_pending(rm->watch, NULL)) {
 		struct timeval tv = {0, WATCH_MS * 1000};
 

@@ -28,6 +28,7 @@
 #include <curl/curl.h>
 #include <xxhash.h>
 
+#include "list.h"
 #include "backend.h"
 #include "curl_loop.h"
 
@@ -73,10 +74,10 @@ struct remote_mount {
 	char *key_prefix; /* s3: the mount's key prefix, "" or ending in '/' */
 	char sigv4[128];  /* s3: CURLOPT_AWS_SIGV4 parameter */
 	struct remote_creds cred;
-	struct remote_op *ops; /* in flight */
-	struct event *watch;   /* while ops are in flight: is the daemon stopping? */
-	bool down;	       /* the last request gave up: logged once */
-	uint64_t rnd;	       /* backoff jitter */
+	struct list_node ops; /* in flight */
+	struct event *watch;  /* while ops are in flight: is the daemon stopping? */
+	bool down;	      /* the last request gave up: logged once */
+	uint64_t rnd;	      /* backoff jitter */
 	struct http_listing *lcache;
 };
 
@@ -133,7 +134,7 @@ struct remote_req {
 struct remote_op {
 	struct remote_mount *rm;
 	struct backend_call *call;
-	struct remote_op *prev, *next;
+	struct list_node node; /* in the mount's ops */
 	struct event *deliver;
 	bool finished;
 	char *rel;
