@@ -32,6 +32,13 @@ struct peer_call {
 	int fd;		    /* a sealed memfd with the whole object; the caller owns it */
 };
 
+/*
+ * Whether this granaryd was built with the rack: false with -DGRANARY_RACK=OFF
+ * (rack_off.c), where peer_start() refuses a configuration that lists
+ * peers.nodes and the rest does nothing. `granaryd --version` says which.
+ */
+bool peer_rack_built(void);
+
 /* Start the endpoint and heartbeats when cfg->peers lists nodes. 0 or -errno. */
 int peer_start(struct granaryd *d);
 void peer_stop(struct granaryd *d);
