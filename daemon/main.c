@@ -357,7 +357,8 @@ int main(int argc, char **argv)
 			config_print_reference(stdout);
 			return 0;
 		case 'V':
-			printf("granaryd %s\n", GRANARY_VERSION);
+			printf("granaryd %s\nrack: %s\n", GRANARY_VERSION,
+			       peer_rack_built() ? "on" : "off");
 			return 0;
 		case 'h':
 			usage(stdout);

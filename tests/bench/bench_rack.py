@@ -38,7 +38,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
-from harness import SOURCE, Conn, Daemon  # noqa: E402
+from harness import SOURCE, Conn, Daemon, Skip, require_rack  # noqa: E402
 from servers import Nginx, free_port  # noqa: E402
 
 SECRET = "rack-secret-for-the-benchmark-0123456789\n"
@@ -321,6 +321,11 @@ def main():
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "rack.json"))
     args = ap.parse_args()
+    try:
+        require_rack()
+    except Skip as e:
+        print("SKIP: %s" % e)
+        sys.exit(77)
 
     workdir = tempfile.mkdtemp(prefix="granary-bench-rack-")
     root = os.path.join(workdir, "www")

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from harness import DEBIAN_PYTHON, PRELOAD, Fail, check, make_tree, run
+from harness import DEBIAN_PYTHON, PRELOAD, Fail, check, make_tree, require_rack, run
 from servers import Nginx, free_port
 
 SECRET = "rack-secret-for-the-tests-0123456789\n"
@@ -430,6 +430,7 @@ def scenario_loose_secret(wd):
 
 
 def main(wd):
+    require_rack()
     only = os.environ.get("GRANARY_RACK_ONLY")
     t0 = time.time()
     steps = [

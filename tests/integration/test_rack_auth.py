@@ -41,7 +41,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import DEBIAN_PYTHON, PRELOAD, Conn, as_user, check, run  # noqa: E402
+from harness import DEBIAN_PYTHON, PRELOAD, Conn, as_user, check, require_rack, run  # noqa: E402
 from servers import Nginx  # noqa: E402
 from test_rack import (HEARTBEAT, READER, Rack, check_bytes, gets_per_uri,  # noqa: E402
                        holders, make_dataset, write_secret)
@@ -324,6 +324,7 @@ def scenario_restricted(wd):
 
 
 def main(wd):
+    require_rack()
     for name, fn in (("impersonation", scenario_impersonation),
                      ("restricted copies", scenario_restricted)):
         t = time.time()

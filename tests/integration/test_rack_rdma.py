@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from harness import Skip, run
+from harness import Skip, require_rack, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -60,6 +60,7 @@ def device_ipv4(dev):
 
 
 def main(wd):
+    require_rack()
     devs = rdma_devices()
     if not devs:
         raise Skip("no RDMA device (ibv_get_device_list found none); the rack runs over "

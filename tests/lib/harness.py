@@ -468,3 +468,10 @@ def run(main, name):
 
 class Skip(Exception):
     pass
+
+
+def require_rack():
+    """Skip (exit 77) when granaryd was built without the rack (GRANARY_RACK=OFF)."""
+    p = subprocess.run([GRANARYD, "--version"], capture_output=True, text=True)
+    if "rack: off" in p.stdout:
+        raise Skip("built without the rack (GRANARY_RACK=OFF)")
