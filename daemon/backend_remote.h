@@ -188,6 +188,18 @@ char *remote_object_url(const struct remote_mount *rm, const char *rel);
  * sentence naming the host and returns the errno to answer with.
  */
 int remote_status_error(const struct remote_req *r, char *msg, size_t msgsz);
+/*
+ * At the first byte of a body bound for the fd: is this the response asked
+ * for, of the version head described? Returns 0 or -errno.
+ */
+int remote_check_first(struct remote_req *r);
+/* A stable stand-in for an inode: a hash of the object's URL, never 0. */
+uint64_t remote_pseudo_ino(const char *url);
+
+static inline const struct config *remote_cfg(const struct remote_mount *rm)
+{
+	return rm->m->d->cfg;
+}
 
 /* backend_s3.c */
 /* Parse a credentials file's text (AWS ini, or "KEY\nSECRET"). */
