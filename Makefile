@@ -33,7 +33,9 @@ demo: deps build
 # when a daemon exits fails the run even where a test does not check the
 # daemon's exit status. UBSan stops a process at its first report
 # (-fno-sanitize-recover), which fails the test that started it; the report
-# is in that daemon's log (the test prints it). Left out, each for a reason:
+# is in that daemon's log (the test prints it). The log directory is sticky and
+# world-writable: test_security runs readers and a daemon as other users.
+# Left out, each for a reason:
 # - test_package checks the .deb built from the build directory: its Depends
 #   and files would be those of an instrumented build (libasan), not of what
 #   ships; `make test` runs it on the release build.
@@ -43,7 +45,7 @@ SANITIZE_EXCLUDE ?= test_package
 sanitize: deps
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DGRANARY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
-	@logs=$(abspath $(ASAN_BUILD))/sanitizer-logs; rm -rf "$$logs"; mkdir -p "$$logs"; \
+	@logs=$(abspath $(ASAN_BUILD))/sanitizer-logs; rm -rf "$$logs"; mkdir -p "$$logs"; chmod 1777 "$$logs"; \
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=$${ASAN_OPTIONS:+$$ASAN_OPTIONS:}log_path=$$logs/asan \
 		ctest --output-on-failure -j 2 -L 'unit|integration' -E '$(SANITIZE_EXCLUDE)'; \
 	rc=$$?; \

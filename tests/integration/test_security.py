@@ -272,6 +272,9 @@ def shim_env():
     env["LD_PRELOAD"] = SPEC["preload"]
     env.pop("GRANARY_DISABLE", None)
     env.pop("GRANARY_FASTPATH", None)
+    if "libasan" in env["LD_PRELOAD"]:
+        # a sanitizer build: the readers' own leaks (python, cat) are not ours
+        env["ASAN_OPTIONS"] = "detect_leaks=0:verify_asan_link_order=0"
     return env
 
 
@@ -970,6 +973,14 @@ class Kind:
         return d
 
 
+def sanitizer_env(env):
+    """In a sanitizer build, the leaks of the reader programs (python, cat) are
+    not ours: only the daemon keeps leak detection (harness.preload_env)."""
+    if ASAN_RUNTIME and env.get("LD_PRELOAD"):
+        env["ASAN_OPTIONS"] = "detect_leaks=0:verify_asan_link_order=0"
+    return env
+
+
 def client_env(d, **extra):
     env = dict(os.environ)
     env["GRANARY_SOCKET"] = d.socket
@@ -977,7 +988,7 @@ def client_env(d, **extra):
         env.pop(k, None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra)
-    return env
+    return sanitizer_env(env)
 
 
 class AttackError(Exception):
