@@ -105,6 +105,7 @@ static void restore_row(const struct catalog_row *r, void *arg)
 	v.size = r->size;
 	v.mtime_ns = r->mtime_ns;
 	v.ino = r->ino;
+	v.dev = r->dev;
 	v.mode = r->mode & ~CATALOG_MODE_RESTRICTED;
 	v.restricted = priv;
 	v.uid = r->uid;
@@ -324,6 +325,8 @@ static void teardown(struct granaryd *d)
 		event_free(d->sig_int);
 	if (d->sig_hup)
 		event_free(d->sig_hup);
+	if (d->qos.timer)
+		event_free(d->qos.timer);
 	if (d->base)
 		event_base_free(d->base);
 }

@@ -335,14 +335,14 @@ static int scan_tree(struct store *st, bool priv, void (*fn)(uint64_t id, bool p
 			return -errno;
 		}
 		while ((de = readdir(d))) {
-			char *end;
 			uint64_t id;
 
 			if (de->d_name[0] == '.')
 				continue;
-			errno = 0;
-			id = strtoull(de->d_name, &end, 16);
-			if (*end || errno || strlen(de->d_name) != 16) {
+			/* exactly our names: 16 lower-case hex digits, in the right xx/ */
+			if (strlen(de->d_name) != 16 ||
+			    strspn(de->d_name, "0123456789abcdef") != 16 ||
+			    ((id = strtoull(de->d_name, NULL, 16)) & 0xff) != (uint64_t)i) {
 				/* not ours: leave a stranger's file alone, but say so */
 				log_warn("unexpected file in cache dir name=%s/%s/%s",
 					 priv ? "private" : "objects", sub, de->d_name);

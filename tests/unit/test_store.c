@@ -273,6 +273,11 @@ static void test_scan(void **state)
 	put_file(f, "private/ab/00000000000000ab0"); /* 17 digits */
 	put_file(f, "objects/ab/00000000000000zz");
 	put_file(f, "tmp/0000000000000001"); /* staging files are not objects */
+	/* strtoull would read these as ids: a sign, a prefix, capitals, the wrong xx/ */
+	put_file(f, "objects/01/-000000000000001");
+	put_file(f, "objects/01/0x00000000000001");
+	put_file(f, "objects/ab/00000000000000AB");
+	put_file(f, "objects/01/0000000000000002");
 	assert_int_equal(store_scan(&f->st, collect, seen), 0);
 	for (i = 0; i < 4; i++)
 		assert_int_equal(seen[i], 1);
@@ -281,6 +286,10 @@ static void test_scan(void **state)
 	assert_true(log_has(f, "unexpected file in cache dir name=objects/12/notours"));
 	assert_true(log_has(f, "name=private/ab/00000000000000ab0"));
 	assert_true(log_has(f, "name=objects/ab/00000000000000zz"));
+	assert_true(log_has(f, "name=objects/01/-000000000000001"));
+	assert_true(log_has(f, "name=objects/01/0x00000000000001"));
+	assert_true(log_has(f, "name=objects/ab/00000000000000AB"));
+	assert_true(log_has(f, "name=objects/01/0000000000000002"));
 	assert_int_equal(mode_of(f, "objects/12/notours"), 0644);
 	assert_int_equal(mode_of(f, "private/ab/00000000000000ab0"), 0644);
 	assert_int_equal(mode_of(f, "objects/ab/00000000000000zz"), 0644);
