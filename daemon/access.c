@@ -47,9 +47,9 @@ static void check_work(struct pool_task *t)
 {
 	struct access_req *a = (struct access_req *)t;
 
-	a->err =
-		a->m->ops->check(a->m, mount_rel(a->m, a->path), a->who,
-				 a->want == ACCESS_WRITE ? NULL : &a->seen, a->msg, sizeof(a->msg));
+	a->err = a->m->ops->check(a->m, mount_rel(a->m, a->path), a->who,
+				  a->want == ACCESS_WRITE ? NULL : &a->seen,
+				  a->want == ACCESS_WRITE ? NULL : &a->fd, a->msg, sizeof(a->msg));
 	a->seen_valid = a->err == 0 && a->want == ACCESS_READ;
 }
 
@@ -69,6 +69,7 @@ void access_check(struct access_req *a)
 	a->err = 0;
 	a->msg[0] = '\0';
 	a->seen_valid = false;
+	a->fd = -1;
 	if (!access_needed(a->who)) {
 		a->done(a);
 		return;
@@ -97,5 +98,5 @@ bool access_same_file(const struct access_req *a, const struct validator *v)
 {
 	if (!a->seen_valid)
 		return true;
-	return a->seen.size == v->size && a->seen.mtime_ns == v->mtime_ns && a->seen.ino == v->ino;
+	return a->seen.size == v->size && backend_same_version(&a->seen, v);
 }

@@ -45,6 +45,7 @@ struct access_req {
 	char msg[256];	 /* a sentence for the user when err */
 	bool seen_valid; /* @seen describes the file the caller opened */
 	struct validator seen;
+	int fd; /* NAS reads: that file, opened as the caller (-1: none); the caller's to close */
 };
 
 void access_check(struct access_req *a);

@@ -89,10 +89,17 @@ struct backend_ops {
 	 * @seen (size, mtime, inode, owner, mode) and close it. 0, or the
 	 * -errno the caller would get from the source itself (-EACCES when
 	 * acting as @who fails). The decision binds to @seen: what is served
-	 * afterwards must be that same version of that same file.
+	 * afterwards must be that same version of that same file. With @fdp,
+	 * the descriptor opened as the caller is kept there (O_RDONLY): a fetch
+	 * for this caller copies that very file, never the path resolved again.
 	 */
 	int (*check)(struct mount *m, const char *rel, const struct caller *who,
-		     struct validator *seen, char *err, size_t errsz);
+		     struct validator *seen, int *fdp, char *err, size_t errsz);
+	/*
+	 * Blocking, as the daemon: describe the open source @fd (from check,
+	 * as the caller), whether a copy must be private included.
+	 */
+	int (*describe_fd)(struct mount *m, int fd, struct validator *v, char *err, size_t errsz);
 	/*
 	 * Blocking, as the daemon: like stat, and also say in v->restricted
 	 * whether a copy must stay private (validation, the rights re-check).

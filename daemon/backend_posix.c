@@ -138,14 +138,18 @@ static void posix_fini(struct mount *m)
 }
 
 /*
- * Does @path carry a POSIX access ACL beyond its mode bits? Errors other than
- * "no such attribute" or "not supported" say yes: a copy is only public when
- * that is certain.
+ * Does what @fd refers to carry a POSIX access ACL beyond its mode bits?
+ * Errors other than "no such attribute" or "not supported" say yes: a copy is
+ * only public when that is certain.
  */
-static bool has_acl(const char *path)
+static bool fd_has_acl(int fd)
 {
-	ssize_t n = lgetxattr(path, "system.posix_acl_access", NULL, 0);
+	char path[64];
+	ssize_t n;
 
+	/* through the descriptor's magic link: the object itself, O_PATH ones too */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = getxattr(path, "system.posix_acl_access", NULL, 0);
 	return n >= 0 || (errno != ENODATA && errno != EOPNOTSUPP);
 }
 
@@ -176,30 +180,50 @@ static int open_beneath(int rootfd, const char *rel, uint64_t flags)
  */
 static bool posix_public(int fd, const struct stat *sb)
 {
-	char link[64], path[PATH_MAX];
+	char link[64], path[PATH_MAX], *comp[PATH_MAX / 2], *save = NULL, *c;
+	size_t n_comp = 0, i;
 	struct stat st;
+	bool ok = false;
 	ssize_t n;
-	size_t i;
+	int dir;
 
-	if (!S_ISREG(sb->st_mode) || (sb->st_mode & 0444) != 0444)
+	if (!S_ISREG(sb->st_mode) || (sb->st_mode & 0444) != 0444 || fd_has_acl(fd))
 		return false;
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 	n = readlink(link, path, sizeof(path) - 1);
 	if (n <= 0 || path[0] != '/')
 		return false;
 	path[n] = '\0';
-	if (has_acl(path))
+	for (c = strtok_r(path, "/", &save); c && n_comp < sizeof(comp) / sizeof(comp[0]);
+	     c = strtok_r(NULL, "/", &save))
+		comp[n_comp++] = c;
+	if (!n_comp || c)
 		return false;
-	for (i = (size_t)n; i > 0; i--) {
-		if (path[i] != '/')
-			continue;
-		path[i] = '\0';
-		if (lstat(i ? path : "/", &st) < 0 || !S_ISDIR(st.st_mode) ||
-		    (st.st_mode & 0111) != 0111 || has_acl(i ? path : "/"))
-			return false;
-		path[i] = '/';
+	/*
+	 * Walk down from "/" one name at a time, judging each directory by
+	 * the descriptor it was reached through: a rename during the walk
+	 * cannot make it judge one directory and pass through another.
+	 */
+	dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	for (i = 0; dir >= 0; i++) {
+		int next;
+
+		if (fstat(dir, &st) < 0)
+			break;
+		if (i == n_comp) {
+			/* the name leads to the very file being judged */
+			ok = st.st_dev == sb->st_dev && st.st_ino == sb->st_ino;
+			break;
+		}
+		if (!S_ISDIR(st.st_mode) || (st.st_mode & 0111) != 0111 || fd_has_acl(dir))
+			break;
+		next = openat(dir, comp[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		close(dir);
+		dir = next;
 	}
-	return true;
+	if (dir >= 0)
+		close(dir);
+	return ok;
 }
 
 static void fill_validator(const struct stat *sb, struct validator *v)
@@ -208,6 +232,7 @@ static void fill_validator(const struct stat *sb, struct validator *v)
 	v->size = (uint64_t)sb->st_size;
 	v->mtime_ns = clock_ns_of(&sb->st_mtim);
 	v->ino = sb->st_ino;
+	v->dev = sb->st_dev;
 	v->mode = sb->st_mode;
 	v->uid = sb->st_uid;
 	v->gid = sb->st_gid;
@@ -300,7 +325,7 @@ static int as_caller(const struct caller *who, struct caller_saved *sv, char *er
 }
 
 static int posix_check(struct mount *m, const char *rel, const struct caller *who,
-		       struct validator *seen, char *err, size_t errsz)
+		       struct validator *seen, int *fdp, char *err, size_t errsz)
 {
 	struct caller_saved sv;
 	struct stat sb;
@@ -319,12 +344,30 @@ static int posix_check(struct mount *m, const char *rel, const struct caller *wh
 									       : 0;
 	}
 	caller_leave(&sv);
+	if (rc == 0 && seen && fdp) {
+		*fdp = fd; /* the caller's own open, for the fetch */
+		fd = -1;
+	}
 	if (fd >= 0)
 		close(fd);
 	if (rc < 0)
 		return rc;
 	if (seen)
 		fill_validator(&sb, seen);
+	return 0;
+}
+
+static int posix_describe_fd(struct mount *m, int fd, struct validator *v, char *err, size_t errsz)
+{
+	struct stat sb;
+
+	(void)m;
+	if (fstat(fd, &sb) < 0) {
+		snprintf(err, errsz, "fstat of the source failed");
+		return -errno;
+	}
+	fill_validator(&sb, v);
+	v->restricted = !posix_public(fd, &sb);
 	return 0;
 }
 
@@ -493,6 +536,7 @@ const struct backend_ops backend_posix = {
 	.stat = posix_stat,
 	.list = posix_list,
 	.check = posix_check,
+	.describe_fd = posix_describe_fd,
 	.describe = posix_describe,
 };
 
@@ -518,5 +562,10 @@ int backend_same_version(const struct validator *a, const struct validator *b)
 		return 0;
 	if (a->etag[0] || b->etag[0])
 		return strcmp(a->etag, b->etag) == 0;
-	return a->mtime_ns == b->mtime_ns && a->ino == b->ino;
+	/*
+	 * The same file (device and inode) in the same version. A copy from a
+	 * peer knows no device of this node's (0): its inode is the NAS's own.
+	 */
+	return a->mtime_ns == b->mtime_ns && a->ino == b->ino &&
+	       (a->dev == b->dev || !a->dev || !b->dev);
 }

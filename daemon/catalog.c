@@ -54,7 +54,7 @@ static const char schema[] =
 	" mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
 	" etag TEXT NOT NULL DEFAULT '', checksum INTEGER NOT NULL,"
 	" last_epoch INTEGER NOT NULL DEFAULT 0, last_access INTEGER NOT NULL DEFAULT 0,"
-	" pinned INTEGER NOT NULL DEFAULT 0);"
+	" pinned INTEGER NOT NULL DEFAULT 0, dev INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS datasets(name TEXT PRIMARY KEY, epoch INTEGER NOT NULL);";
 
 static int db_exec(sqlite3 *db, const char *sql)
@@ -81,7 +81,11 @@ static int check_schema(sqlite3 *db)
 		version = atoi((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	if (version == 0)
-		rc = db_exec(db, "INSERT OR REPLACE INTO meta VALUES('schema_version','1')");
+		rc = db_exec(db, "INSERT OR REPLACE INTO meta VALUES('schema_version','2')");
+	else if (version == 1)
+		/* rows of version 1 come from a cache the store empties (STORE_LAYOUT 2) */
+		rc = db_exec(db, "ALTER TABLE objects ADD COLUMN dev INTEGER NOT NULL DEFAULT 0;"
+				 "INSERT OR REPLACE INTO meta VALUES('schema_version','2')");
 	else if (version != CATALOG_SCHEMA_VERSION) {
 		log_err("catalog schema is newer than this granaryd version=%d supported=%d",
 			version, CATALOG_SCHEMA_VERSION);
@@ -143,8 +147,8 @@ struct catalog *catalog_open(const char *path, int *err)
 	if (sqlite3_prepare_v2(
 		    c->db,
 		    "INSERT OR REPLACE INTO objects(id,path,mount,size,mtime_ns,ino,mode,"
-		    "uid,gid,etag,checksum,last_epoch,last_access,pinned) "
-		    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+		    "uid,gid,etag,checksum,last_epoch,last_access,pinned,dev) "
+		    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 		    -1, &c->put, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(c->db, "DELETE FROM objects WHERE id=?", -1, &c->del, NULL) !=
 		    SQLITE_OK ||
@@ -169,7 +173,7 @@ int catalog_load(struct catalog *c, void (*fn)(const struct catalog_row *row, vo
 
 	if (sqlite3_prepare_v2(c->db,
 			       "SELECT id,path,mount,size,mtime_ns,ino,mode,uid,gid,etag,checksum,"
-			       "last_epoch,last_access,pinned FROM objects",
+			       "last_epoch,last_access,pinned,dev FROM objects",
 			       -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -188,6 +192,7 @@ int catalog_load(struct catalog *c, void (*fn)(const struct catalog_row *row, vo
 			.last_epoch = (uint64_t)sqlite3_column_int64(st, 11),
 			.last_access = sqlite3_column_int64(st, 12),
 			.pinned = sqlite3_column_int(st, 13) != 0,
+			.dev = (uint64_t)sqlite3_column_int64(st, 14),
 		};
 		if (r.path && r.mount)
 			fn(&r, arg);
@@ -271,6 +276,7 @@ static int apply(struct catalog *c, const struct catalog_op *op)
 		sqlite3_bind_int64(st, 12, (sqlite3_int64)r->last_epoch);
 		sqlite3_bind_int64(st, 13, r->last_access);
 		sqlite3_bind_int(st, 14, r->pinned);
+		sqlite3_bind_int64(st, 15, (sqlite3_int64)r->dev);
 		return step_reset(c, st);
 	case OP_DEL:
 		sqlite3_bind_int64(c->del, 1, (sqlite3_int64)r->id);

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define CATALOG_SCHEMA_VERSION 1
+#define CATALOG_SCHEMA_VERSION 2 /* 2: objects.dev */
 
 /* In catalog_row.mode: the object's path is closed to others (validator.restricted). */
 #define CATALOG_MODE_RESTRICTED 0x80000000u
@@ -30,6 +30,7 @@ struct catalog_row {
 	uint64_t size;
 	int64_t mtime_ns;
 	uint64_t ino;
+	uint64_t dev; /* the source's device: with ino, which file it is */
 	uint32_t mode, uid, gid;
 	const char *etag;
 	uint64_t checksum;

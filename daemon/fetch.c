@@ -148,6 +148,7 @@ void fetch_catalog_put(struct granaryd *d, const struct object *o)
 	row.size = o->v.size;
 	row.mtime_ns = o->v.mtime_ns;
 	row.ino = o->v.ino;
+	row.dev = o->v.dev;
 	/* the top bit keeps `restricted` without a schema change */
 	row.mode = o->v.mode | (o->v.restricted ? CATALOG_MODE_RESTRICTED : 0);
 	row.uid = o->v.uid;
@@ -613,7 +614,10 @@ static void open_work(struct pool_task *t)
 	struct fetch *f = (struct fetch *)t;
 
 	f->msg[0] = '\0';
-	f->err = f->m->ops->open(f->m, f->rel, &f->srcfd, &f->v, f->msg, sizeof(f->msg));
+	if (f->srcfd >= 0) /* opened by the caller's check */
+		f->err = f->m->ops->describe_fd(f->m, f->srcfd, &f->v, f->msg, sizeof(f->msg));
+	else
+		f->err = f->m->ops->open(f->m, f->rel, &f->srcfd, &f->v, f->msg, sizeof(f->msg));
 }
 
 static void get_done(struct backend_call *call);
@@ -832,6 +836,8 @@ static void peer_done(struct peer_call *call)
 		return;
 	}
 	f->from_peer = true;
+	if (f->srcfd >= 0)
+		close(f->srcfd); /* the caller's open of the source: the owner's copy serves */
 	f->srcfd = call->fd;
 	f->v = call->v;
 	f->d->c.bytes_peer += f->v.size;
@@ -911,6 +917,11 @@ static void fetch_new(struct granaryd *d, struct mount *m, const char *path, str
 	f->m = m;
 	f->rel = mount_rel(m, f->path);
 	f->srcfd = f->tmpfd = -1;
+	if (w->has_srcfd) {
+		/* copy the file the caller was allowed to open, not the path again */
+		f->srcfd = w->srcfd;
+		w->has_srcfd = false;
+	}
 	w->next = NULL;
 	f->waiters = w;
 	fetch_start(f);

@@ -47,7 +47,14 @@ struct fetch_waiter {
 	bool foreground;	  /* a process waits on it (counts as a read) */
 	bool peer;		  /* asked by another node: see record_hit() */
 	bool want_fd;		  /* a direct miss must produce a descriptor */
-	uint64_t size;		  /* set before done(): the object's size */
+	/*
+	 * with has_srcfd, the source as the caller opened it (access.h): a
+	 * fetch started for this waiter takes it (clearing has_srcfd) and
+	 * copies that very file; otherwise the waiter's owner closes it
+	 */
+	bool has_srcfd;
+	int srcfd;
+	uint64_t size; /* set before done(): the object's size */
 };
 
 /*

@@ -122,6 +122,7 @@ static void validated(struct validate *v)
 		v->call.v.size = o->v.size;
 		v->call.v.mtime_ns = o->v.mtime_ns;
 		v->call.v.ino = o->v.ino;
+		v->call.v.dev = o->v.dev;
 		memcpy(v->call.v.etag, o->v.etag, sizeof(v->call.v.etag));
 	}
 	if (!o || o->state != OBJ_CACHED) {

@@ -28,6 +28,7 @@ struct validator {
 	uint64_t size;
 	int64_t mtime_ns;
 	uint64_t ino;
+	uint64_t dev; /* posix: the source's device (0: none, object stores) */
 	uint32_t mode;
 	uint32_t uid, gid;
 	bool restricted; /* not every local user may read the source: the copy is private */

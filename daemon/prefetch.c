@@ -43,6 +43,13 @@ static struct prefetch *get(struct mount *m)
 	return m->prefetch;
 }
 
+static void prefetch_req_free(struct prefetch_req *r)
+{
+	if (r->w.has_srcfd)
+		close(r->w.srcfd);
+	free(r);
+}
+
 static void done(struct fetch_waiter *w, struct object *o, int direct_fd, int err, const char *msg,
 		 enum proto_source src)
 {
@@ -57,7 +64,7 @@ static void done(struct fetch_waiter *w, struct object *o, int direct_fd, int er
 	if (direct_fd >= 0)
 		close(direct_fd); /* not asked for; never expected */
 	if (!pf) {
-		free(r);
+		prefetch_req_free(r);
 		return;
 	}
 	pf->st.inflight--;
@@ -76,7 +83,7 @@ static void done(struct fetch_waiter *w, struct object *o, int direct_fd, int er
 				pf->cursor = r->pos;
 		}
 	}
-	free(r);
+	prefetch_req_free(r);
 	if (!pf->pumping)
 		prefetch_kick(d, m);
 }
@@ -86,6 +93,8 @@ static void checked(struct access_req *a)
 	struct prefetch_req *r =
 		(struct prefetch_req *)((char *)a - offsetof(struct prefetch_req, acc));
 
+	r->w.has_srcfd = a->fd >= 0;
+	r->w.srcfd = a->fd;
 	if (a->err)
 		done(&r->w, NULL, -1, a->err, a->msg, PROTO_SRC_LOCAL);
 	else

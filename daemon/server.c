@@ -211,6 +211,8 @@ static void put_stat(struct proto_buf *b, const struct validator *v)
 
 static void req_free(struct req *r)
 {
+	if (r->w.has_srcfd)
+		close(r->w.srcfd);
 	conn_req_end(r->c);
 	free(r);
 }
@@ -246,6 +248,7 @@ static void open_answered(struct fetch_waiter *w, struct object *o, int direct_f
 		v.size = (uint64_t)sb.st_size;
 		v.mtime_ns = clock_ns_of(&sb.st_mtim);
 		v.ino = sb.st_ino;
+		v.dev = sb.st_dev;
 		v.mode = sb.st_mode;
 		v.uid = sb.st_uid;
 		v.gid = sb.st_gid;
@@ -326,6 +329,10 @@ static void open_checked(struct access_req *a)
 		req_free(r);
 		return;
 	}
+	if (r->w.has_srcfd) /* a check made again: its open replaces the first */
+		close(r->w.srcfd);
+	r->w.has_srcfd = a->fd >= 0;
+	r->w.srcfd = a->fd;
 	if (r->flags & PROTO_F_NOFETCH) {
 		/* asked after the check: the answer tells nothing to who may not read */
 		o = index_get(c->d->idx, r->path);

@@ -136,6 +136,7 @@ static void test_rows_survive_reopen(void **state)
 		.size = 5ull << 32,
 		.mtime_ns = -1234567890123LL, /* before 1970 */
 		.ino = (1ull << 62) + 5,
+		.dev = 0xfd01,
 		.mode = S_IFREG | 0640 | CATALOG_MODE_RESTRICTED,
 		.uid = 4294967294u,
 		.gid = 65534,
@@ -186,6 +187,7 @@ static void test_rows_survive_reopen(void **state)
 	assert_true(r->size == priv.size);
 	assert_true(r->mtime_ns == priv.mtime_ns);
 	assert_true(r->ino == priv.ino);
+	assert_true(r->dev == priv.dev);
 	assert_true(r->mode == priv.mode);
 	assert_true(r->mode & CATALOG_MODE_RESTRICTED);
 	assert_true(r->uid == priv.uid);
