@@ -23,6 +23,7 @@ struct backend_dirent {
 	char name[256];
 	int type; /* enum proto_ftype */
 	uint64_t size;
+	bool readable; /* the one listing may read it (object stores: always) */
 };
 
 /*
@@ -39,6 +40,7 @@ struct backend_call {
 	char msg[256];	    /* for the user, never a credential */
 	struct validator v; /* head, get: what the backend said of the object */
 	int type;	    /* head: enum proto_ftype */
+	bool readable;	    /* stat: the caller may read it (the daemon's answer: true) */
 	uint64_t checksum;  /* get: xxh3-64 of every byte written to the fd */
 	uint64_t bytes;	    /* get: bytes written */
 	/*
@@ -74,7 +76,7 @@ struct backend_ops {
 	 * gets the kernel's -EACCES.
 	 */
 	int (*stat)(struct mount *m, const char *rel, const struct caller *who, struct validator *v,
-		    int *type, char *err, size_t errsz);
+		    int *type, bool *readable, char *err, size_t errsz);
 	/*
 	 * List the directory @rel in name order, the entries after @after (""
 	 * for the first), calling @fn until it returns non-zero; as @who

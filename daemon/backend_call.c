@@ -49,8 +49,8 @@ static void blocking_work(struct pool_task *t)
 					    call->msg, sizeof(call->msg));
 		break;
 	case OP_STAT:
-		call->err = b->m->ops->stat(b->m, b->rel, b->who, &call->v, &call->type, call->msg,
-					    sizeof(call->msg));
+		call->err = b->m->ops->stat(b->m, b->rel, b->who, &call->v, &call->type,
+					    &call->readable, call->msg, sizeof(call->msg));
 		break;
 	case OP_DESCRIBE:
 		call->err = b->m->ops->describe(b->m, b->rel, &call->v, &call->type, call->msg,
@@ -104,8 +104,9 @@ void backend_stat_call(struct mount *m, const char *rel, const struct caller *wh
 {
 	call->err = 0;
 	call->msg[0] = '\0';
+	call->readable = true; /* object stores: the allow lists were checked before */
 	if (m->ops->head_async)
-		m->ops->head_async(m, rel, call); /* allow lists were checked before */
+		m->ops->head_async(m, rel, call);
 	else
 		blocking_submit(m, OP_STAT, rel, who, NULL, call);
 }

@@ -372,7 +372,7 @@ static int posix_describe_fd(struct mount *m, int fd, struct validator *v, char 
 }
 
 static int posix_stat(struct mount *m, const char *rel, const struct caller *who,
-		      struct validator *v, int *type, char *err, size_t errsz)
+		      struct validator *v, int *type, bool *readable, char *err, size_t errsz)
 {
 	struct caller_saved sv;
 	struct stat sb;
@@ -384,6 +384,8 @@ static int posix_stat(struct mount *m, const char *rel, const struct caller *who
 	/* beneath the mount, like open: a symlink out of it describes nothing */
 	fd = posix_open_rel(m, rel, O_PATH, err, errsz);
 	rc = fd < 0 ? fd : fstat(fd, &sb) < 0 ? -errno : 0;
+	/* whether the caller may read it too: a stat must not tell what is cached of the rest */
+	*readable = rc == 0 && faccessat(fd, "", R_OK, AT_EACCESS | AT_EMPTY_PATH) == 0;
 	caller_leave(&sv);
 	if (fd >= 0)
 		close(fd);
@@ -452,7 +454,10 @@ static void describe_entry(struct mount *m, int dirfd, const char *rel, const ch
 			de->type = PROTO_FT_OTHER; /* dangling, or leads out of the mount */
 			return;
 		}
+		de->readable = faccessat(fd, "", R_OK, AT_EACCESS | AT_EMPTY_PATH) == 0;
 		close(fd);
+	} else {
+		de->readable = faccessat(dirfd, name, R_OK, AT_EACCESS) == 0;
 	}
 	de->type = S_ISREG(sb.st_mode)	 ? PROTO_FT_REG
 		   : S_ISDIR(sb.st_mode) ? PROTO_FT_DIR

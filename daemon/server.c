@@ -28,6 +28,7 @@
 #include "status.h"
 
 #define LIST_PAGE_MAX 1024
+#define ACCESS_MAX    64 /* reads one ACCESS report counts: the shim's batch */
 
 /* A request that waits for a fetch or a worker. */
 struct req {
@@ -322,6 +323,7 @@ static void open_checked(struct access_req *a)
 	char path[PROTO_PATH_MAX + 1];
 	struct granaryd *d;
 	struct mount *m;
+	uid_t uid;
 	struct object *o;
 
 	if (a->err) {
@@ -350,8 +352,10 @@ static void open_checked(struct access_req *a)
 	memcpy(path, r->path, sizeof(path));
 	m = r->m;
 	d = c->d;
+	uid = c->who.uid;
 	fetch_get(d, m, r->path, &r->w);
-	hint_seen(d, m, path); /* after the miss, so it starts first */
+	if (m->hint_who.uid == uid)    /* an order moves with its sender's reads alone */
+		hint_seen(d, m, path); /* after the miss, so it starts first */
 }
 
 static void handle_open(struct conn *c, struct parsed *p)
@@ -464,8 +468,10 @@ static void reply_stat(struct work *w)
 	b = reply_begin(c, w->type, w->id, 0);
 	put_stat(b, &w->call.v);
 	proto_put_u32(b, PROTO_T_TYPE, (uint32_t)w->call.type);
+	/* what is cached is told only to whom may read it */
 	proto_put_u32(b, PROTO_T_CACHED,
-		      o && o->state == OBJ_CACHED && backend_same_version(&o->v, &w->call.v));
+		      w->call.readable && o && o->state == OBJ_CACHED &&
+			      backend_same_version(&o->v, &w->call.v));
 	reply_send(c, b, -1);
 	work_free(w);
 }
@@ -524,8 +530,10 @@ static void reply_list(struct work *w)
 		proto_put_u64(b, PROTO_T_SIZE, de->size);
 		if (w->type == PROTO_LS)
 			proto_put_u32(b, PROTO_T_STATE,
-				      de->type == PROTO_FT_REG ? object_state(c->d, full)
-							       : PROTO_ST_ABSENT);
+				      de->type == PROTO_FT_REG &&
+						      (de->readable || !w->m->ops->check)
+					      ? object_state(c->d, full)
+					      : PROTO_ST_ABSENT);
 	}
 	if (more && n)
 		proto_put_str(b, PROTO_T_COOKIE, w->ents[n - 1].name);
@@ -548,6 +556,7 @@ static void ls_stat_answered(struct backend_call *call)
 		w->call.n_ents = 1;
 		w->ents[0].type = call->type;
 		w->ents[0].size = call->v.size;
+		w->ents[0].readable = call->readable;
 	} else if (!call->err) {
 		w->call.n_ents = 0; /* an empty directory */
 	}
@@ -589,6 +598,7 @@ static void handle_stat_list(struct conn *c, struct parsed *p)
 			/* an object store's copy within its consistency: the index answers */
 			w->call.v = o->v;
 			w->call.type = PROTO_FT_REG;
+			w->call.readable = true;
 			reply_stat(w);
 			return;
 		}
@@ -1011,6 +1021,7 @@ static void handle_access(struct conn *c, struct parsed *p)
 	struct proto_iter it;
 	struct proto_item item;
 	uint64_t counted = 0;
+	size_t n_seen = 0;
 
 	proto_iter_init(&it, p->msg, p->len);
 	while (proto_next(&it, &item) > 0) {
@@ -1019,11 +1030,12 @@ static void handle_access(struct conn *c, struct parsed *p)
 		if (item.tag != PROTO_T_SLOTS || item.len % sizeof(struct proto_fx_access))
 			continue;
 		n = item.len / sizeof(struct proto_fx_access);
-		for (i = 0; i < n && d->fx; i++) {
+		for (i = 0; i < n && d->fx && n_seen < ACCESS_MAX; i++) {
 			struct proto_fx_access a;
 			struct object *o;
 
 			memcpy(&a, item.val + i * sizeof(a), sizeof(a));
+			n_seen++; /* a report is one shim batch: so many reads at most */
 			o = fastidx_object(d->fx, a.slot, a.id);
 			if (!o)
 				continue;
@@ -1036,7 +1048,9 @@ static void handle_access(struct conn *c, struct parsed *p)
 			o->last_access = clock_real_s();
 			if (o->in_policy)
 				policy_access(d->policy, &o->pe);
-			hint_seen(d, o->mount, o->path);
+			if (o->mount->hint_who.uid == c->who.uid)
+				hint_seen(d, o->mount,
+					  o->path); /* an order moves with its sender's reads */
 		}
 	}
 	/* a client flushing at exit waits, so its reads are counted before it ends */
