@@ -1369,19 +1369,6 @@ static const struct verb verb_verify = {
 
 /* ---------------------------------------------------------------- mounts */
 
-static const char *backend_name(uint32_t b)
-{
-	switch (b) {
-	case GRANARY_BE_POSIX:
-		return "posix";
-	case GRANARY_BE_HTTP:
-		return "http";
-	case GRANARY_BE_S3:
-		return "s3";
-	}
-	return "?";
-}
-
 struct mounts_ctx {
 	bool json;
 	json_t *arr;
@@ -1391,12 +1378,12 @@ struct mounts_ctx {
 static int mounts_cb(const char *path, uint32_t backend, uint32_t flags, void *arg)
 {
 	struct mounts_ctx *m = arg;
-	const char *row[3] = {path, backend_name(backend),
+	const char *row[3] = {path, cli_backend_name(backend),
 			      flags & GRANARY_MOUNT_FAILOPEN ? "fail-open" : "-"};
 
 	if (m->json) {
 		json_array_append_new(m->arr, json_pack("{s:s, s:s, s:b}", "path", path, "backend",
-							backend_name(backend), "failopen",
+							cli_backend_name(backend), "failopen",
 							(flags & GRANARY_MOUNT_FAILOPEN) != 0));
 		return 0;
 	}

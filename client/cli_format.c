@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "granary.h"
+
 void cli_fmt_bytes(uint64_t b, char *buf, size_t n)
 {
 	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
@@ -193,4 +195,17 @@ void cli_table_print(const struct cli_table *t, FILE *out, int indent)
 		fputc('\n', out);
 	}
 	free(w);
+}
+
+const char *cli_backend_name(uint32_t backend)
+{
+	switch (backend) {
+	case GRANARY_BE_POSIX:
+		return "posix";
+	case GRANARY_BE_HTTP:
+		return "http";
+	case GRANARY_BE_S3:
+		return "s3";
+	}
+	return "?";
 }

@@ -4,9 +4,11 @@
  * (cli_json.h). cli_status.c prints what it reads, cli_top.c samples it.
  */
 #include "cli_json.h"
+#include "cli_util.h"
 #include "granary.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* A number member of @o as a double; false when absent or not a number. */
 bool cli_json_num(json_t *o, const char *key, double *v)
@@ -62,16 +64,9 @@ const char *cli_json_backend(json_t *m, char *buf, size_t n)
 {
 	json_t *x = json_object_get(m, "backend");
 
-	if (x && json_is_integer(x)) {
-		switch (json_integer_value(x)) {
-		case GRANARY_BE_POSIX:
-			return "posix";
-		case GRANARY_BE_HTTP:
-			return "http";
-		case GRANARY_BE_S3:
-			return "s3";
-		}
-	}
+	if (x && json_is_integer(x) &&
+	    strcmp(cli_backend_name((uint32_t)json_integer_value(x)), "?"))
+		return cli_backend_name((uint32_t)json_integer_value(x));
 	if (!cli_json_text(m, "backend", buf, n))
 		snprintf(buf, n, "-");
 	return buf;

@@ -67,6 +67,9 @@ long cli_manifest_read(FILE *f, const char *cwd, struct cli_strv *out, char *err
 
 /* ---- cli_format.c: numbers and tables for people ---- */
 
+/* A backend's name from its number (enum granary_backend), "?" when unknown. */
+const char *cli_backend_name(uint32_t backend);
+
 /* "0 B", "512 B", "1.5 KiB", "12.0 MiB", "3.21 GiB", "1.00 TiB" */
 void cli_fmt_bytes(uint64_t b, char *buf, size_t n);
 

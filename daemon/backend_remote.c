@@ -23,7 +23,6 @@
 #define ERROR_BODY_MAX	  (64u << 10)
 #define WBUF_MIN	  (64u << 10)  /* first write buffer of a body */
 #define WBUF_MAX	  (512u << 10) /* largest: written when full */
-#define HASH_READ	  (1u << 20)
 #define CURL_BUFFER_BYTES (128L << 10)
 #define WATCH_MS	  50
 

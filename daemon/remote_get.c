@@ -21,18 +21,7 @@
 #include "log.h"
 #include "proto.h"
 
-#define BACKOFF_BASE_MS	  100
-#define BACKOFF_MAX_MS	  5000
-#define CONNECT_MAX_MS	  10000L
-#define ERROR_BODY_MAX	  (64u << 10)
-#define WBUF_MIN	  (64u << 10)  /* first write buffer of a body */
-#define WBUF_MAX	  (512u << 10) /* largest: written when full */
-#define HASH_READ	  (1u << 20)
-#define CURL_BUFFER_BYTES (128L << 10)
-#define WATCH_MS	  50
-
-/* Every remote mount shares one multi handle on the daemon's loop. */
-/* ---- get ---- */
+#define HASH_READ (1u << 20) /* what was written is read back in pieces this large */
 
 /*
  * A validator that head_async did not fill (ino 0) asks for a blind GET: the
