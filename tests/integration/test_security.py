@@ -42,10 +42,29 @@ Scenarios, for each daemon kind:
 10 cache directory 0700, catalog.db 0600 and closed to nobody, objects/ holds
    public copies only (0444), every secret's copy in private/ (0400)
 11 /metrics on 0.0.0.0 logs the warning; metrics and status name no file
+Regressions of the review's findings (eac37aa, 766e435), on a daemon of their
+own whose victim is uid 1 ("daemon"); the races run against a swapper
+(renameat2 RENAME_EXCHANGE through ctypes) for a bounded number of requests:
+12 one mount over two tmpfs: nobody forges a file on the sticky scratch with
+   the inode, size and mtime of the victim's 0600 file (0755 directory) on
+   the other and swaps a symlink between them while it DROPs and OPENs it:
+   never the victim's bytes, no copy of them in objects/ (by id)
+13 the victim's 0700 directory, in one nobody may write (not sticky),
+   exchanged with nobody's 0755 one while the victim OPENs its file: no byte
+   of it in objects/ (nobody scans by id meanwhile), no 'copy is now public'
+14 L (nobody's file) and M (a name in the victim's 0700 directory) exchanged
+   while nobody OPENs L: the errors are the same whether the name exists
+   (no ENOENT for a missing one alone), and the mount's bytes in STATUS never
+   grow by more than nobody's own file
+15 root warms the victim's 0600 file: STAT and LS tell nobody it is not
+   cached (CACHED 0, STATE absent), and root that it is
+16 one ACCESS naming a public copy 4000 times counts at most 64 hits; root's
+   hinted order moves with root's reads, never with nobody's OPEN or ACCESS
 
 Every check is run and every failure printed; the exit code is 1 if any
 failed. Needs root, setpriv, nginx, tmpfs mounts and useradd (the service
-user granary-svc is created when missing).
+user granary-svc is created when missing). GRANARY_SECURITY_ONLY=regressions
+runs scenarios 12 to 16 alone.
 """
 import base64
 import errno
@@ -85,14 +104,14 @@ SHIM_PRELOAD = (ASAN_RUNTIME + " " + PRELOAD) if ASAN_RUNTIME else PRELOAD
 # prints one JSON document holding everything it got (base64).
 # ---------------------------------------------------------------------------
 ATTACK = r'''
-import base64, ctypes, errno, fcntl, hashlib, json, mmap, os, socket, stat, struct
-import subprocess, sys, time
+import base64, ctypes, errno, fcntl, hashlib, json, mmap, os, select, signal, socket, stat
+import struct, subprocess, sys, time
 
 MAGIC = 0x594E5247
 HDR = struct.Struct("=IHHII")
 TLV = struct.Struct("=HHI")
 T = dict(HELLO=1, OPEN=2, STAT=3, WARM=4, LIST=5, STATUS=6, LS=7, EVICT=8, DROP=9,
-         PIN=10, EPOCH=11, HINT=12, VERIFY=13)
+         PIN=10, EPOCH=11, HINT=12, VERIFY=13, ACCESS=14)
 TAG = dict(STATUS=1, ERRMSG=2, PATH=3, FLAGS=4, SIZE=5, MTIME_NS=6, MODE=7, SOURCE=8,
            NAME=9, TYPE=10, COOKIE=11, JSON=12, COUNT=13, COUNT2=14, MOUNT=15,
            BACKEND=16, DATASET=17, EPOCH=18, STATE=19, CACHED=20, INO=21, SLOTS=22, TTL=23)
@@ -173,6 +192,7 @@ class Conn:
         self.s.settimeout(timeout)
         self.s.connect(SPEC["socket"])
         self.next_id = 1
+        self.keep_replies = True  # False: replies that carry no file bytes (STATUS)
 
     def send(self, mtype, items=()):
         body = b"".join(enc(t, v) for t, v in items)
@@ -191,7 +211,8 @@ class Conn:
             for fd in fds:
                 os.close(fd)
             return None
-        keep("reply", data)
+        if self.keep_replies:
+            keep("reply", data)
         mid, items = decode(data)
         return {"id": mid, "items": items, "fds": fds, "raw": data,
                 "status": next((v for t, v in items if t == "STATUS"), None),
@@ -774,6 +795,308 @@ def mode_fifo():
                    c.request("OPEN", [("PATH", SPEC["public"])]))
     c.close()
     return {"replies": res, "elapsed": elapsed, "after": after, "after_s": time.time() - t1}
+
+
+# ---- regressions of the review's findings (scenarios 12 to 16) ----
+
+def swapper(a, b, seconds):
+    """A child process exchanging the names @a and @b (renameat2 with
+    RENAME_EXCHANGE, through ctypes) until @seconds have passed; its pid, once
+    it has made its first exchanges. stop_swapper() ends it. The attacker and
+    its swapper keep to one CPU (of several), so the swapper runs while the
+    daemon works, as a patient attacker would arrange."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) > 1:
+        os.sched_setaffinity(0, {cpus[-1]})  # the child inherits it
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fn = libc.renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint]
+            A, B = a.encode(), b.encode()
+            end = time.monotonic() + seconds
+            first = True
+            while time.monotonic() < end:
+                for _ in range(256):
+                    if fn(-100, A, -100, B, 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
+                        os.write(w, b"renameat2: " + ename(ctypes.get_errno()).encode())
+                        os._exit(1)
+                if first:
+                    os.write(w, b"swapping")
+                    os.close(w)
+                    first = False
+        except BaseException as e:
+            try:
+                os.write(w, repr(e).encode())
+            except OSError:
+                pass
+            os._exit(2)
+        os._exit(0)
+    os.close(w)
+    said = os.read(r, 200)  # EOF if the child died without a word
+    os.close(r)
+    if said != b"swapping":
+        stop_swapper(pid)
+        raise RuntimeError("the swapper of %s and %s failed: %r" % (a, b, said))
+    return pid
+
+
+def stop_swapper(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
+
+
+def ids_used(sc):
+    """Above every object id the daemon has handed out: one per fetch, done or
+    failed (STATUS, which anyone may ask), and a margin for those under way."""
+    st = json.loads(next(v for t, v in sc.request("STATUS")["items"] if t == "JSON"))
+    return sum(m["fetches"] + m["fetch_errors"] for m in st["mounts"]) + 256
+
+
+def scan_objects(dfd, lo, hi, seen, skip=None):
+    """Open the copies of ids @lo..@hi through the objects/ descriptor HELLO
+    gave, each id once (@seen: id -> sha256); keep the bytes of each unless
+    skip(data) says they are nobody's own. Returns how many were new."""
+    new = 0
+    for oid in range(lo, hi + 1):
+        if oid in seen:
+            continue
+        try:
+            fd = os.open(objname(oid), os.O_RDONLY | os.O_NONBLOCK, dir_fd=dfd)
+        except OSError:
+            continue
+        try:
+            data = read_fd(fd)
+        except OSError:
+            continue
+        seen[oid] = hashlib.sha256(data).hexdigest()
+        new += 1
+        if not (skip and skip(data)):
+            keep("objects/ id %d" % oid, data)
+    return new
+
+
+def mode_forge():
+    """Finding 1: a file of nobody's on another file system under the same
+    mount with the victim's inode, size and mtime, and a symlink swapped
+    between it and the victim's file while nobody drops and opens it."""
+    tgt, scratch = SPEC["target"], SPEC["scratch"]
+    out = {"hist": {}, "forged_reads": 0, "other_reads": 0, "attempts": 0}
+    try:
+        with open(tgt, "rb") as f:
+            keep("direct read of the target", f.read())
+        out["direct"] = "read"
+    except OSError as e:
+        out["direct"] = ename(e.errno)
+    st = os.stat(tgt)  # its directory lets nobody stat it
+    out["target"] = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_dev]
+    mine = os.path.join(scratch, "nb")
+    os.mkdir(mine, 0o755)
+    forged = None
+    for i in range(SPEC["max_files"]):
+        p = os.path.join(mine, "f%d" % i)
+        os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        ino = os.stat(p).st_ino
+        if ino == st.st_ino:
+            forged = p
+            break
+        os.unlink(p)
+        if ino > st.st_ino:
+            break
+    if not forged:
+        out["forge"] = "no file of inode %d on %s (last %d)" % (st.st_ino, scratch, ino)
+        return out
+    os.truncate(forged, st.st_size)
+    os.utime(forged, ns=(st.st_mtime_ns, st.st_mtime_ns))
+    f = os.stat(forged)
+    out["forged"] = [f.st_ino, f.st_size, f.st_mtime_ns, f.st_dev]
+    zeros = b"\0" * st.st_size  # what the forged file holds
+    L, M = os.path.join(mine, "L"), os.path.join(mine, "M")
+    os.symlink(os.path.relpath(forged, mine), L)
+    os.symlink(os.path.relpath(tgt, mine), M)
+
+    def got(what, r):
+        for fd in r["fds"]:
+            data = read_fd(fd)
+            if data == zeros:
+                out["forged_reads"] += 1
+            else:
+                out["other_reads"] += 1
+                keep(what, data)
+    c = Conn()
+    pid = swapper(L, M, SPEC["swap_s"])
+    try:
+        for i in range(SPEC["attempts"]):
+            out["attempts"] = i + 1
+            r = c.request("DROP", [("PATH", L)])
+            for fd in r["fds"]:
+                os.close(fd)
+            r = c.request("OPEN", [("PATH", L)])
+            k = str(r["status"])
+            out["hist"][k] = out["hist"].get(k, 0) + 1
+            got("OPEN %s, attempt %d" % (L, i), r)
+            if out["other_reads"]:
+                break  # something that is not nobody's file: enough
+    finally:
+        stop_swapper(pid)
+    # no race now: L leads to the forged file, and what is cached answers
+    os.unlink(L)
+    os.unlink(M)
+    os.symlink(os.path.relpath(forged, mine), L)
+    out["after"] = []
+    for i in range(3):
+        r = c.request("OPEN", [("PATH", L)])
+        out["after"].append(r["status"])
+        got("OPEN %s without a race, #%d" % (L, i), r)
+    c.close()
+    c, r = hello()
+    ifd, dfd = r["fds"]
+    c.keep_replies = False
+    seen = {}
+    out["scanned_ids"] = ids_used(c)
+    scan_objects(dfd, 0, out["scanned_ids"], seen, skip=lambda data: data == zeros)
+    out["objects_read"] = len(seen)
+    os.close(ifd)
+    os.close(dfd)
+    c.close()
+    return out
+
+
+def mode_pubrace():
+    """Finding 2, nobody's side: exchange the victim's 0700 directory with a
+    0755 one of nobody's (their parent lets nobody write, not sticky) and scan
+    objects/ by id until stdin closes (the victim's reads are over), then once
+    more. The file of the same name in nobody's directory is 0600: the victim
+    may not open it, so whatever is cached under the victim's path is the
+    victim's own file."""
+    fake, vdir, name = SPEC["fake_dir"], SPEC["victim_dir"], SPEC["name"]
+    os.mkdir(fake, 0o755)
+    os.chmod(fake, 0o755)
+    mine = b"F" * SPEC["fake_size"]
+    with open(os.path.join(fake, name), "wb") as f:
+        f.write(mine)
+    os.chmod(os.path.join(fake, name), 0o600)
+    c, r = hello()
+    ifd, dfd = r["fds"]
+    c.keep_replies = False
+    seen = {}
+    lo = max(0, ids_used(c) - 512)  # copies made before the race are not the victim's
+    out = {"passes": 0, "lo": lo}
+    pid = swapper(vdir, fake, SPEC["swap_s"])
+    try:
+        print(json.dumps({"ready": True}), flush=True)
+        end = time.monotonic() + SPEC["max_s"]
+        last = False
+        while True:
+            out["hi"] = ids_used(c)
+            scan_objects(dfd, lo, out["hi"], seen, skip=lambda data: data == mine)
+            out["passes"] += 1
+            if last:
+                break
+            # the poll's interval, and the signal that the victim is done
+            if select.select([sys.stdin], [], [], 0.002)[0] or time.monotonic() > end:
+                last = True
+    finally:
+        stop_swapper(pid)
+    out["copies_read"] = len(seen)
+    out["max_id"] = max(seen) if seen else None
+    os.close(ifd)
+    os.close(dfd)
+    c.close()
+    return out
+
+
+def mode_reader():
+    """Finding 2, the victim's side: OPEN its own file again and again."""
+    c = Conn()
+    c.keep_replies = False
+    out = {"hist": {}, "victim": 0, "fake": 0, "other": 0, "msgs": {}}
+    for _ in range(SPEC["n"]):
+        r = c.request("OPEN", [("PATH", SPEC["path"])])
+        k = str(r["status"])
+        out["hist"][k] = out["hist"].get(k, 0) + 1
+        if r["status"] != 0:
+            out["msgs"].setdefault(k, r["errmsg"])
+        for fd in r["fds"]:
+            h = hashlib.sha256(read_fd(fd)).hexdigest()
+            kinds = {SPEC["victim_sha"]: "victim", SPEC["fake_sha"]: "fake"}
+            out[kinds.get(h, "other")] += 1
+    c.close()
+    return out
+
+
+def mode_oracle():
+    """Finding 3: L (nobody's own file) and M (a name in the victim's 0700
+    directory) exchanged while nobody OPENs L, once for a name that exists and
+    once for one that does not; after each OPEN the mount's bytes in STATUS."""
+    c = Conn()
+    sc = Conn()
+    sc.keep_replies = False
+    out = {}
+    own = b"N" * SPEC["own_size"]
+    for case in SPEC["cases"]:
+        d = case["dir"]
+        os.mkdir(d, 0o755)
+        with open(os.path.join(d, "own.bin"), "wb") as f:
+            f.write(own)
+        L, M = os.path.join(d, "L"), os.path.join(d, "M")
+        os.symlink("own.bin", L)
+        os.symlink(case["target"], M)
+        res = out[case["name"]] = {"hist": {}, "bytes": [], "msgs": {}}
+
+        def status():
+            st = json.loads(next(v for t, v in sc.request("STATUS")["items"] if t == "JSON"))
+            return st, next(m for m in st["mounts"] if m["path"] == SPEC["mount"])
+        st0, m0 = status()
+        res["base"] = m0["bytes"]  # before nobody's first OPEN of L
+        pid = swapper(L, M, SPEC["swap_s"])
+        try:
+            for i in range(SPEC["n"]):
+                r = c.request("OPEN", [("PATH", L)])
+                k = str(r["status"])
+                res["hist"][k] = res["hist"].get(k, 0) + 1
+                if r["status"] != 0:
+                    res["msgs"].setdefault(k, r["errmsg"])
+                for fd in r["fds"]:
+                    data = read_fd(fd)
+                    if data != own:
+                        keep("OPEN %s (%s), attempt %d" % (L, case["name"], i), data)
+                _, m = status()
+                if not res["bytes"] or res["bytes"][-1] != m["bytes"]:
+                    res["bytes"].append(m["bytes"])
+        finally:
+            stop_swapper(pid)
+        st1, _ = status()
+        res["counters"] = {k: st1["counters"][k] - st0["counters"][k] for k in (
+            "fetches", "refetches_changed", "validations") if k in st0["counters"]}
+    c.close()
+    sc.close()
+    return out
+
+
+def mode_fx_access():
+    """Finding 5: one ACCESS report naming the slot of a public copy (found in
+    the shared index by inode) @copies times."""
+    c, r = hello()
+    ifd, dfd = r["fds"]
+    idx = index_slots(ifd)
+    os.close(ifd)
+    os.close(dfd)
+    s = next((s for s in idx["slots"] if s["ino"] == SPEC["ino"]), None)
+    if s is None:
+        return {"error": "no slot of inode %d in the shared index" % SPEC["ino"]}
+    body = struct.pack("=QQ", s["slot"], s["id"]) * SPEC["copies"]
+    r = c.request("ACCESS", [("SLOTS", body)])
+    c.close()
+    return {"slot": s["slot"], "id": s["id"], "status": r["status"],
+            "count": next((v for t, v in r["items"] if t == "COUNT"), None)}
 
 
 out = globals()["mode_" + sys.argv[1]]()
@@ -1926,6 +2249,387 @@ def s11_metrics(E):
 
 
 # ---------------------------------------------------------------------------
+# regressions of the review's findings (eac37aa, 766e435): scenarios 12 to 16,
+# on a daemon of their own (one per kind), whose victim is another user than
+# nobody (uid 1, "daemon")
+# ---------------------------------------------------------------------------
+VICTIM = "daemon"
+REG_MOUNTS = []  # the tmpfs these scenarios mount, unmounted by main() at the end
+
+
+def mount_tmpfs(path, mode):
+    os.makedirs(path, exist_ok=True)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=%o" % mode, "tmpfs", path],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise Fail("mount -t tmpfs %s failed: %s" % (path, p.stderr))
+    REG_MOUNTS.append(path)
+
+
+def umount_reg():
+    while REG_MOUNTS:
+        fs = REG_MOUNTS.pop()
+        p = subprocess.run(["umount", fs], capture_output=True, text=True)
+        if p.returncode != 0:
+            print("  umount %s: %s; detaching it (umount -l)" % (fs, p.stderr.strip()))
+            subprocess.run(["umount", "-l", fs], capture_output=True)
+
+
+def reg_file(path, mode, uid=0, gid=0, size=None, data=None):
+    data = data if data is not None else os.urandom(size)
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+    return data
+
+
+def reg_dir(path, mode, uid=0, gid=0):
+    os.makedirs(path)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)  # (not the umask's)
+    return path
+
+
+def pieces(data):
+    return [data[o:o + 32] for o in list(range(0, len(data) - 32, 2048)) + [len(data) - 32]]
+
+
+def reg_leaks(blobs, victims):
+    """What in @blobs ([what, bytes]) holds a 32-byte piece of one of @victims
+    (name -> bytes)."""
+    out = []
+    for w, data in blobs:
+        for name, v in victims.items():
+            if any(p in data for p in pieces(v)):
+                out.append("%s holds bytes of %s" % (w, name))
+                break
+    return out
+
+
+def objects_holding(d, victims):
+    """Copies in the daemon's objects/ (root looks itself) holding bytes of @victims."""
+    found = []
+    for dp, _, fns in os.walk(os.path.join(d.cache_dir, "objects")):
+        for fn in fns:
+            try:
+                with open(os.path.join(dp, fn), "rb") as f:
+                    found.append(("objects/" + fn, f.read()))
+            except OSError:
+                pass  # dropped meanwhile
+    return reg_leaks(found, victims)
+
+
+def mount_status(d, path):
+    return next(m for m in d.status()["mounts"] if m["path"] == path)
+
+
+def setup_regression(wd, kind):
+    E = Env()
+    E.kind = kind
+    pw = pwd.getpwnam(VICTIM)
+    vu, vg = pw.pw_uid, pw.pw_gid
+    base = reg_dir(os.path.join(wd.path, "reg-" + kind.name), 0o755)
+    E.src = src = reg_dir(os.path.join(base, "nas"), 0o755)
+    # 12: one mount over two file systems: a scratch every user may write
+    # (sticky), and one holding the victim's 0600 file in a 0755 directory,
+    # with inode numbers above the scratch's next ones
+    E.scratch = os.path.join(src, "scratch")
+    mount_tmpfs(E.scratch, 0o1777)
+    vic = os.path.join(src, "vic")
+    mount_tmpfs(vic, 0o755)
+    for i in range(40):
+        reg_file(os.path.join(vic, "pad%d" % i), 0o644, size=1)
+        os.unlink(os.path.join(vic, "pad%d" % i))
+    home = reg_dir(os.path.join(vic, "home"), 0o755)
+    E.forge_target = os.path.join(home, rn("secret") + ".bin")
+    E.forge_bytes = reg_file(E.forge_target, 0o600, vu, vg, size=size_in(30000, 50000))
+    # 13: the victim's 0700 directory in one that nobody may write, not sticky
+    team = reg_dir(os.path.join(src, "team"), 0o777)
+    E.team_victim = reg_dir(os.path.join(team, "victim"), 0o700, vu, vg)
+    E.team_fake = os.path.join(team, "fake")
+    E.team_file = os.path.join(E.team_victim, "data.bin")
+    E.team_bytes = reg_file(E.team_file, 0o644, vu, vg, size=size_in(20000, 30000))
+    # 14: a name that exists and one that does not in the victim's 0700 directory
+    vault = reg_dir(os.path.join(src, "vault"), 0o700, vu, vg)
+    E.present = os.path.join(vault, rn("present") + ".bin")
+    E.present_bytes = reg_file(E.present, 0o644, vu, vg, size=size_in(20000, 30000))
+    E.absent = os.path.join(vault, rn("absent") + ".bin")
+    E.mine = reg_dir(os.path.join(src, "mine"), 0o755, NOBODY, NOGROUP)
+    # 15, 16: the victim's 0600 file in a 0755 directory, and a public one
+    opn = reg_dir(os.path.join(src, "open"), 0o755)
+    E.s600 = os.path.join(opn, rn("s600") + ".bin")
+    E.s600_bytes = reg_file(E.s600, 0o600, vu, vg, size=size_in(20000, 30000))
+    E.pub = os.path.join(opn, rn("pub") + ".bin")
+    reg_file(E.pub, 0o644, size=size_in(1000, 15000))
+    # 16: a second mount holding root's hinted order
+    E.hinted = reg_dir(os.path.join(base, "hinted"), 0o755)
+    E.order = []
+    for i in range(50):
+        p = os.path.join(E.hinted, "h%02d.bin" % i)
+        reg_file(p, 0o644, size=size_in(1000, 15000))
+        E.order.append(p)
+    E.victims = {"the victim's 0600 file (12)": E.forge_bytes,
+                 "the victim's file in its 0700 directory (13)": E.team_bytes,
+                 "the victim's existing file (14)": E.present_bytes,
+                 "the victim's 0600 file (15)": E.s600_bytes}
+    d = kind.daemon("reg", [{"path": src, "backend": "posix", "consistency": "strict"},
+                            {"path": E.hinted, "backend": "posix", "consistency": "strict"}])
+    d.start()
+    E.d = d
+    return E
+
+
+def r12_forged_inode(E):
+    d = E.d
+    out, blobs = attack(d, "forge", {"target": E.forge_target, "scratch": E.scratch,
+                                     "max_files": 5000, "attempts": 800, "swap_s": 60})
+    R.expect(out["direct"] == "EACCES", "premise: nobody's own read of the victim's 0600 "
+             "file: %s" % out["direct"])
+    if not R.expect("forged" in out, "premise: nobody could not forge the inode: %s" %
+                    out.get("forge")):
+        return
+    f, t = out["forged"], out["target"]
+    R.expect(f[:3] == t[:3] and f[3] != t[3], "premise: the forged file (ino, size, mtime, "
+             "dev) %s, the victim's %s" % (f, t))
+    hist = out["hist"]
+    refused = sum(n for k, n in hist.items() if k != "0")
+    R.note("%d DROP+OPEN attempts while the symlink was swapped: statuses %s; nobody's "
+           "forged file read %d times, something else %d times; after the race: %s; %d "
+           "copies read by id in objects/ (ids 0..%d)" % (
+               out["attempts"], hist, out["forged_reads"], out["other_reads"], out["after"],
+               out["objects_read"], out["scanned_ids"]))
+    # the race ran both ways: the check saw nobody's file, and the victim's
+    R.expect(out["forged_reads"] > 0 and refused > 0 or out["other_reads"] > 0,
+             "premise: the race was not exercised: statuses %s" % hist)
+    leaks = reg_leaks(blobs, {"the victim's 0600 file": E.forge_bytes})
+    R.expect(not leaks, "nobody got the bytes of the victim's 0600 file on another file "
+             "system through a forged file of the same inode, size and mtime: %s" % leaks[:5])
+    R.expect(out["other_reads"] == 0, "nobody's OPENs of its own symlink gave %d times "
+             "bytes that are not its forged file's" % out["other_reads"])
+    found = objects_holding(d, {"the victim's 0600 file": E.forge_bytes})
+    R.expect(not found, "objects/ holds a copy of the victim's 0600 file: %s" % found)
+
+
+def r13_dir_rename(E):
+    d = E.d
+    spec = {"victim_dir": E.team_victim, "fake_dir": E.team_fake, "name": "data.bin",
+            "fake_size": 700, "swap_s": 60, "max_s": 60}
+    proc = attack_bg(d, "pubrace", spec)
+    rd = None
+    try:
+        line = read_line(proc, 30)
+        if not R.expect(line and json.loads(line).get("ready"),
+                        "nobody's exchanging of the directories did not start: %s %s" % (
+                            line, proc.stderr.read() if proc.poll() is not None else "")):
+            return
+        rd, _ = attack(d, "reader", {
+            "path": E.team_file, "n": 1000,
+            "victim_sha": hashlib.sha256(E.team_bytes).hexdigest(),
+            "fake_sha": hashlib.sha256(b"F" * spec["fake_size"]).hexdigest()}, user=VICTIM)
+    finally:
+        try:
+            rest, err = proc.communicate(input="", timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, err = proc.communicate()
+    if not R.expect(proc.returncode == 0 and rest.strip(),
+                    "nobody's attacker exited %s: %s" % (proc.returncode, err[-2000:])):
+        return
+    doc = json.loads(rest.strip().splitlines()[-1])
+    out = doc["out"]
+    blobs = [(w, base64.b64decode(b)) for w, b in doc["blobs"]]
+    R.note("the victim's 1000 OPENs while nobody exchanged the directories: statuses %s "
+           "(%s), its own bytes %d times, other bytes %d; nobody scanned ids %d..%d %d times "
+           "and read %d copies" % (rd["hist"], rd["msgs"], rd["victim"],
+                                   rd["fake"] + rd["other"], out["lo"], out["hi"],
+                                   out["passes"], out["copies_read"]))
+    # the victim's path led now to its file, now to nobody's 0600 one it may not read
+    R.expect(rd["victim"] > 0 and rd["hist"].get(str(-errno.EACCES), 0) > 0,
+             "premise: the race was not exercised: the victim's statuses %s" % rd["hist"])
+    R.expect(rd["fake"] + rd["other"] == 0, "the victim's OPENs of its own file gave other "
+             "bytes %d times" % (rd["fake"] + rd["other"]))
+    leaks = reg_leaks(blobs, {"the victim's file": E.team_bytes})
+    R.expect(not leaks, "bytes of the victim's file under its 0700 directory appeared in "
+             "objects/ (nobody, by id): %s" % leaks[:5])
+    found = objects_holding(d, {"the victim's file": E.team_bytes})
+    R.expect(not found, "objects/ holds a copy of the victim's file under its 0700 "
+             "directory (after the race): %s" % found)
+    lines = [ln for ln in log_lines(d, "copy is now public", n=100000)
+             if ln.endswith("path=" + E.team_file)]
+    R.expect(not lines, "the daemon made the copy of the victim's file public %d times: %s"
+             % (len(lines), lines[:3]))
+
+
+def r14_oracle(E):
+    d = E.d
+    cases = [{"name": "existing", "dir": os.path.join(E.mine, "e"),
+              "target": os.path.relpath(E.present, os.path.join(E.mine, "e"))},
+             {"name": "missing", "dir": os.path.join(E.mine, "m"),
+              "target": os.path.relpath(E.absent, os.path.join(E.mine, "m"))}]
+    n, own = 400, 10
+    out, blobs = attack(d, "oracle", {"cases": cases, "mount": E.src, "n": n,
+                                      "own_size": own, "swap_s": 60})
+    size = len(E.present_bytes)
+    errs = {}
+    for c in ("existing", "missing"):
+        res = out[c]
+        errs[c] = {int(k): v for k, v in res["hist"].items() if k != "0"}
+        R.note("%s name: statuses %s %s; counters %s; the mount's bytes from %d went through "
+               "%s" % (c, res["hist"], res["msgs"], res["counters"], res["base"],
+                       res["bytes"][:12] + (["..."] if len(res["bytes"]) > 12 else [])))
+        R.expect(res["hist"].get("0", 0) > 0 and errs[c],
+                 "premise: the race was not exercised for the %s name: %s" % (c, res["hist"]))
+        # only nobody reads: the mount may hold nobody's own file, nothing more
+        grew = sorted(set(b - res["base"] for b in res["bytes"] if b - res["base"] > own))
+        R.expect(not grew, "%s name: while only nobody read, the mount's bytes in STATUS grew "
+                 "by %s (the victim's file is %d bytes, nobody's own %d)%s" % (
+                     c, grew, size, own, ": the victim's size exactly" if any(
+                         g in (size, size + own) for g in grew) else ""))
+    # nobody's own check stops at the 0700 directory (EACCES) whatever the name:
+    # an ENOENT can only come from the daemon looking into it
+    R.expect(not (-errno.ENOENT in errs["missing"] and -errno.ENOENT not in errs["existing"]),
+             "nobody's OPENs answer -ENOENT %r for the missing name (%s) and not for the "
+             "existing one (%s): they tell what exists in the victim's 0700 directory" % (
+                 out["missing"]["msgs"].get(str(-errno.ENOENT)), out["missing"]["hist"],
+                 out["existing"]["hist"]))
+    # the same distribution: no code 10 times or more for one name and never for the
+    # other (with one rate for both, all k on one side has odds 2 * 0.5**k: 0.2%);
+    # EAGAIN of nobody's own openat2 racing the renames comes and goes by timing
+    told = sorted((k, a, b) for k in set(errs["existing"]) | set(errs["missing"])
+                  for a, b in [(errs["existing"].get(k, 0), errs["missing"].get(k, 0))]
+                  if min(a, b) == 0 and max(a, b) >= 10)
+    R.expect(not told, "the errors nobody gets in %d OPENs differ for an existing name and a "
+             "missing one: (code, existing, missing) %s" % (n, told))
+    leaks = reg_leaks(blobs, {"the victim's existing file": E.present_bytes})
+    R.expect(not leaks, "nobody got bytes of the victim's file: %s" % leaks[:5])
+
+
+def r15_stat_ls(E):
+    d = E.d
+    p = d.cli("warm", "--quiet", E.s600, E.pub, timeout=60)
+    if p.returncode != 0:
+        raise Fail("root's warm failed: %s" % p.stderr)
+    c = Conn(d.socket, timeout=30)
+    r = c.request("STAT", path=E.s600)
+    c.close()
+    R.expect(r.status == 0 and r.get("CACHED") and r.u32("CACHED") == 1,
+             "root's STAT of the 0600 file it warmed: status %d CACHED %s" % (
+                 r.status, r.get("CACHED") and r.u32("CACHED")))
+    dirp = os.path.dirname(E.s600)
+    out, blobs = attack(d, "raw", {"requests": [
+        {"type": "STAT", "items": [["PATH", E.s600]]},
+        {"type": "LS", "items": [["PATH", dirp]]},
+        {"type": "LS", "items": [["PATH", E.s600]]}]})
+    st = out[0]
+    cached = [v for t, v in st["items"] if t == "CACHED"]
+    R.expect(st["status"] == 0 and cached == [0] or st["status"] == -errno.EACCES and
+             not cached, "nobody's STAT of the victim's 0600 file root cached: status %s "
+             "CACHED %s" % (st["status"], cached))
+
+    def states(rec):
+        ents, cur = {}, None
+        for t, v in rec["items"]:
+            if t == "NAME":
+                cur = os.path.basename(v)
+                ents[cur] = None
+            elif t == "STATE" and cur is not None:
+                ents[cur] = v
+        return ents
+    ls_dir = states(out[1])
+    name, pub = os.path.basename(E.s600), os.path.basename(E.pub)
+    R.expect(out[1]["status"] == 0 and ls_dir.get(pub) == 1,
+             "premise: nobody's LS of %s does not show root's public copy cached: %s %s" % (
+                 dirp, out[1]["status"], ls_dir))
+    R.expect(ls_dir.get(name, 0) == 0, "nobody's LS of %s: STATE %s for the victim's 0600 "
+             "file root cached (absent is 0)" % (dirp, ls_dir.get(name)))
+    ls_file = states(out[2])
+    R.expect(out[2]["status"] != 0 or ls_file.get(name, 0) == 0,
+             "nobody's LS of the victim's 0600 file: status %s STATE %s" % (
+                 out[2]["status"], ls_file.get(name)))
+    R.note("root STAT: CACHED 1; nobody: STAT status %s CACHED %s, LS of the directory "
+           "STATE %s (the public file's %s), LS of the file status %s STATE %s" % (
+               st["status"], cached, ls_dir.get(name), ls_dir.get(pub), out[2]["status"],
+               ls_file.get(name)))
+    leaks = reg_leaks(blobs, {"the victim's 0600 file": E.s600_bytes})
+    R.expect(not leaks, "nobody got bytes of the victim's 0600 file: %s" % leaks[:5])
+
+
+def r16_access_hint(E):
+    d = E.d
+    # one ACCESS report naming a public copy 4000 times
+    c0, m0 = counters(d), mount_status(d, E.src)
+    out, _ = attack(d, "fx_access", {"ino": os.stat(E.pub).st_ino, "copies": 4000})
+    if not R.expect("error" not in out, "premise: %s" % out.get("error")):
+        return
+    c1, m1 = counters(d), mount_status(d, E.src)
+    fast, hits = c1["fast_hits"] - c0["fast_hits"], m1["hits"] - m0["hits"]
+    R.note("one ACCESS of slot %d (id %d) x 4000 by nobody: COUNT %s, fast_hits +%d, the "
+           "mount's hits +%d" % (out["slot"], out["id"], out["count"], fast, hits))
+    R.expect(out["status"] == 0 and 1 <= (out["count"] or 0) <= 64,
+             "ACCESS with 4000 copies of one slot: status %s COUNT %s (at most 64)" % (
+                 out["status"], out["count"]))
+    R.expect(1 <= fast <= 64 and 1 <= hits <= 64, "ACCESS with 4000 copies of one slot "
+             "counted %d fast hits, %d hits of the mount (at most 64)" % (fast, hits))
+    # root's hinted order moves with root's reads, never with nobody's
+    p = d.cli("warm", "--quiet", *E.order, timeout=60)
+    if p.returncode != 0:
+        raise Fail("root's warm of the order failed: %s" % p.stderr)
+    c = Conn(d.socket, timeout=30)
+    r = c.request("HINT", dataset=E.hinted, flags=3, path=E.order)
+    R.expect(r.status == 0, "root's HINT: %d %s" % (r.status, r.errmsg))
+    h0 = mount_status(d, E.hinted)["hint"]
+    R.expect(h0["phase"] == "current" and h0["position"] == 0,
+             "premise: root's order is not current at position 0: %s" % h0)
+    n30, n40 = E.order[30], E.order[40]
+    out, _ = attack(d, "raw", {"requests": [{"type": "OPEN", "items": [["PATH", n30]]}]})
+    R.expect(out[0]["status"] == 0, "premise: nobody's OPEN of public %s: %s %r" % (
+        n30, out[0]["status"], out[0]["errmsg"]))
+    acc, _ = attack(d, "fx_access", {"ino": os.stat(n40).st_ino, "copies": 1})
+    R.expect(acc.get("count") == 1, "premise: nobody's ACCESS of public %s: %s" % (n40, acc))
+    h1 = mount_status(d, E.hinted)["hint"]
+    R.expect(h1["position"] == h0["position"] and h1["reads"] == h0["reads"],
+             "nobody's reads of positions 30 (OPEN) and 40 (ACCESS) of root's order moved it: "
+             "position %d -> %d, reads %d -> %d" % (h0["position"], h1["position"],
+                                                    h0["reads"], h1["reads"]))
+    r, data = c.read(E.order[5])
+    c.close()
+    R.expect(r.status == 0, "root's OPEN of %s: %d %s" % (E.order[5], r.status, r.errmsg))
+    h2 = mount_status(d, E.hinted)["hint"]
+    R.expect(h2["position"] == 6, "root's own read of position 5 of its order: position "
+             "%d (6 expected)" % h2["position"])
+    R.note("root's order of 50: position %d; after nobody's OPEN of #30 and ACCESS of #40: "
+           "%d (reads %d); after root's OPEN of #5: %d" % (h0["position"], h1["position"],
+                                                           h1["reads"], h2["position"]))
+
+
+def regressions(kind, wd):
+    R.begin(kind.name, "12-16 setup")
+    try:
+        E = setup_regression(wd, kind)
+    except Exception as e:
+        R.expect(False, "setup failed, scenarios 12 to 16 skipped: %s\n%s" % (
+            e, traceback.format_exc()[-2000:]))
+        R.end()
+        return
+    R.end()
+    try:
+        scenario(kind.name, "12 forged inode, other fs", r12_forged_inode, E)
+        scenario(kind.name, "13 dir rename vs publicity", r13_dir_rename, E)
+        scenario(kind.name, "14 existence/size oracle", r14_oracle, E)
+        scenario(kind.name, "15 STAT/LS cached", r15_stat_ls, E)
+        scenario(kind.name, "16 ACCESS cap, hint sender", r16_access_hint, E)
+    finally:
+        try:
+            E.d.stop()
+        except Fail as e:
+            R.begin(kind.name, "12-16 stop")
+            R.expect(False, str(e))
+            R.end()
+        umount_reg()
+
+
+# ---------------------------------------------------------------------------
 def setup_kind(wd, kind, trees, links, mine, fifo, own, www_files, ng):
     E = Env()
     E.kind = kind
@@ -1983,6 +2687,38 @@ def setup_kind(wd, kind, trees, links, mine, fifo, own, www_files, ng):
     return E
 
 
+def scenarios_1_to_11(wd, kind, trees, links, mine, fifo, own, www_files, ng):
+    kname = kind.name
+    R.begin(kname, "setup")
+    try:
+        E = setup_kind(wd, kind, trees, links, mine, fifo, own, www_files, ng)
+    except Exception as e:
+        R.expect(False, "setup failed, scenarios of this kind skipped: %s\n%s" % (
+            e, traceback.format_exc()[-2000:]))
+        R.end()
+        return
+    R.end()
+    scenario(kname, "1 secrets", s1_secrets, E)
+    scenario(kname, "2 index not writable", s2_index, E)
+    scenario(kname, "5 admin verbs", s5_admin, E)
+    scenario(kname, "4 hint and prefetch", s4_hint, E)
+    scenario(kname, "3 revocation", s3_revocation, E)
+    scenario(kname, "6 symlinks", s6_symlinks, E)
+    scenario(kname, "8 fifo", s8_fifo, E)
+    scenario(kname, "7 flood", s7_flood, E)
+    scenario(kname, "10 file modes", s10_modes, E)
+    scenario(kname, "11 metrics and status", s11_metrics, E)
+    try:
+        E.d.stop()
+    except Fail as e:
+        R.begin(kname, "stop")
+        R.expect(False, str(e))
+        R.end()
+    scenario(kname, "7 limits per uid, idle", s7_limits, kind, trees)
+    scenario(kname, "6 unsafe mount source", startup_refusals, kind, wd)
+    scenario(kname, "9 socket path is a file", s9_socket_file, kind, wd)
+
+
 def ensure_svc_user():
     try:
         pwd.getpwnam(SVC)
@@ -2009,6 +2745,9 @@ def main(wd):
         raise Fail("nginx is missing (make deps installs it)")
     from servers import Nginx
     t_start = time.time()
+    # GRANARY_SECURITY_ONLY=regressions: scenarios 12 to 16 alone (e.g. against an
+    # older build, to see them fail there)
+    only_regressions = os.environ.get("GRANARY_SECURITY_ONLY") == "regressions"
     os.chmod(wd.path, 0o755)
     ATTACK_PATH = os.path.join(wd.path, "attack.py")
     with open(ATTACK_PATH, "w") as f:
@@ -2081,34 +2820,9 @@ def main(wd):
                 os.chown(fs, pwd.getpwnam(SVC).pw_uid, pwd.getpwnam(SVC).pw_gid)
                 os.chmod(fs, 0o755)
             kind = Kind(wd, kname)
-            R.begin(kname, "setup")
-            try:
-                E = setup_kind(wd, kind, trees, links, mine, fifo, own, www_files, ng)
-            except Exception as e:
-                R.expect(False, "setup failed, scenarios of this kind skipped: %s\n%s" % (
-                    e, traceback.format_exc()[-2000:]))
-                R.end()
-                continue
-            R.end()
-            scenario(kname, "1 secrets", s1_secrets, E)
-            scenario(kname, "2 index not writable", s2_index, E)
-            scenario(kname, "5 admin verbs", s5_admin, E)
-            scenario(kname, "4 hint and prefetch", s4_hint, E)
-            scenario(kname, "3 revocation", s3_revocation, E)
-            scenario(kname, "6 symlinks", s6_symlinks, E)
-            scenario(kname, "8 fifo", s8_fifo, E)
-            scenario(kname, "7 flood", s7_flood, E)
-            scenario(kname, "10 file modes", s10_modes, E)
-            scenario(kname, "11 metrics and status", s11_metrics, E)
-            try:
-                E.d.stop()
-            except Fail as e:
-                R.begin(kname, "stop")
-                R.expect(False, str(e))
-                R.end()
-            scenario(kname, "7 limits per uid, idle", s7_limits, kind, trees)
-            scenario(kname, "6 unsafe mount source", startup_refusals, kind, wd)
-            scenario(kname, "9 socket path is a file", s9_socket_file, kind, wd)
+            if not only_regressions:
+                scenarios_1_to_11(wd, kind, trees, links, mine, fifo, own, www_files, ng)
+            regressions(kind, wd)
             for d in ALL_DAEMONS:
                 d.kill9()
     finally:
@@ -2118,6 +2832,7 @@ def main(wd):
             except Exception:
                 pass
         ng.stop()
+        umount_reg()
         for fs in mounted:
             subprocess.run(["umount", fs], capture_output=True)
 
