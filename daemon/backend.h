@@ -148,6 +148,12 @@ void backend_list_call(struct mount *m, const char *rel, const struct caller *wh
  * where the backend has per-file rights (posix), call->type.
  */
 void backend_describe_call(struct mount *m, const char *rel, struct backend_call *call);
+/*
+ * The same for a source a caller's check opened (@fd, still the caller's):
+ * a validation for that caller describes the file it may read, never the
+ * path resolved again, which could lead where the caller may not look.
+ */
+void backend_describe_fd_call(struct mount *m, int fd, struct backend_call *call);
 
 const struct backend_ops *backend_for(enum config_backend kind);
 

@@ -14,14 +14,16 @@
 
 #include "backend.h"
 #include "pool.h"
+#include "proto.h"
 
-enum blocking_op { OP_STAT, OP_LIST, OP_DESCRIBE };
+enum blocking_op { OP_STAT, OP_LIST, OP_DESCRIBE, OP_DESCRIBE_FD };
 
 struct blocking_call {
 	struct pool_task task;
 	struct backend_call *call;
 	struct mount *m;
 	const struct caller *who;
+	int fd; /* OP_DESCRIBE_FD */
 	enum blocking_op op;
 	char *rel, *after;
 };
@@ -55,6 +57,11 @@ static void blocking_work(struct pool_task *t)
 	case OP_DESCRIBE:
 		call->err = b->m->ops->describe(b->m, b->rel, &call->v, &call->type, call->msg,
 						sizeof(call->msg));
+		break;
+	case OP_DESCRIBE_FD:
+		call->type = PROTO_FT_REG; /* check opened regular files alone */
+		call->err =
+			b->m->ops->describe_fd(b->m, b->fd, &call->v, call->msg, sizeof(call->msg));
 		break;
 	}
 }
@@ -133,4 +140,26 @@ void backend_describe_call(struct mount *m, const char *rel, struct backend_call
 		m->ops->head_async(m, rel, call); /* an object has no rights of its own */
 	else
 		blocking_submit(m, OP_DESCRIBE, rel, NULL, NULL, call);
+}
+
+void backend_describe_fd_call(struct mount *m, int fd, struct backend_call *call)
+{
+	struct blocking_call *b = calloc(1, sizeof(*b));
+
+	call->err = 0;
+	call->msg[0] = '\0';
+	memset(&call->v, 0, sizeof(call->v));
+	if (!b) {
+		call->err = -ENOMEM;
+		snprintf(call->msg, sizeof(call->msg), "out of memory");
+		call->done(call);
+		return;
+	}
+	b->call = call;
+	b->m = m;
+	b->fd = fd;
+	b->op = OP_DESCRIBE_FD;
+	b->task.work = blocking_work;
+	b->task.done = blocking_done;
+	pool_submit(m->d->pool, &b->task);
 }

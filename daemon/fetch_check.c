@@ -163,11 +163,12 @@ static void validated(struct validate *v)
 		if (w)
 			fetch_answer_hit(d, o, w);
 	} else {
-		d->c.refetches_changed++;
 		log_debug("source changed path=%s", o->path);
 		fetch_drop(d, o, false);
-		if (w)
+		if (w) {
+			d->c.refetches_changed++;
 			fetch_get(d, v->m, v->path, w);
+		}
 	}
 	free(v);
 }
@@ -179,7 +180,10 @@ static void validate_start(struct validate *v)
 {
 	v->call.done = validate_answered;
 	v->call.arg = v;
-	backend_describe_call(v->m, mount_rel(v->m, v->path), &v->call);
+	if (v->w && v->w->has_srcfd && v->m->ops->describe_fd)
+		backend_describe_fd_call(v->m, v->w->srcfd, &v->call);
+	else
+		backend_describe_call(v->m, mount_rel(v->m, v->path), &v->call);
 }
 
 int fetch_recheck(struct granaryd *d, struct object *o)
