@@ -24,6 +24,8 @@
 #include "log.h"
 #include "proto.h"
 
+#define OPENAT2_TRIES 64 /* lookups made again after a concurrent rename */
+
 struct posix_mount {
 	const char *source;
 };
@@ -160,9 +162,16 @@ static int open_beneath(int rootfd, const char *rel, uint64_t flags)
 		.flags = flags | O_CLOEXEC | ((flags & O_PATH) ? 0 : O_NOCTTY),
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
 	};
+	int tries = OPENAT2_TRIES;
 	long fd;
 
-	fd = syscall(SYS_openat2, rootfd, rel[0] ? rel : ".", &how, sizeof(how));
+	/*
+	 * A rename anywhere on the system while ".." is resolved beneath the
+	 * root makes openat2 answer EAGAIN: the lookup is to be made again.
+	 */
+	do
+		fd = syscall(SYS_openat2, rootfd, rel[0] ? rel : ".", &how, sizeof(how));
+	while (fd < 0 && errno == EAGAIN && --tries > 0);
 	if (fd < 0 && errno == ENOSYS) {
 		/* kernels before 5.6: the request path already refuses ".." */
 		fd = openat(rootfd, rel[0] ? rel : ".", (int)(how.flags));
