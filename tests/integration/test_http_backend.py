@@ -242,6 +242,10 @@ def run_all(wd, ng, root, rels):
         r = c.request("STAT", path="/data/web/" + rels[0])
         check(r.status == 0 and r.u32("CACHED") == 1, "STAT on the strict mount: %d %s" % (
             r.status, r.errmsg))
+        # nginx writes its access log line after the response: wait for it, bounded
+        end = time.monotonic() + 10
+        while len(ng.requests("HEAD")) < n_heads + 1 and time.monotonic() < end:
+            time.sleep(0.02)
         check(len(ng.requests("HEAD")) == n_heads + 1, "a strict mount's STAT sent no HEAD")
         c.close()
 
