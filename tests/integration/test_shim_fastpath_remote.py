@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from harness import DEBIAN_PYTHON, PRELOAD, check, make_tree, run
+from harness import ASAN_RUNTIME, DEBIAN_PYTHON, PRELOAD, check, make_tree, run
 from servers import Nginx
 
 BASE = "/granary-fastremote"
@@ -202,7 +202,9 @@ def main(wd):
         check(delta(c1, c0, "hits") == len(imm) and delta(c1, c0, "misses") == 0,
               "fast reads: %d hits, %d misses" % (delta(c1, c0, "hits"),
                                                   delta(c1, c0, "misses")))
-        check(reader_requests(c1, c0) < len(imm) // 4,
+        # reads are reported in batches sent at least every 20 ms of age: a
+        # sanitizer build's reader, several times slower, sends more of them
+        check(reader_requests(c1, c0) < len(imm) // (2 if ASAN_RUNTIME else 4),
               "%d requests for %d fast reads" % (reader_requests(c1, c0), len(imm)))
         check(len(ng.requests()) == n_ng, "fast reads reached the server: %s" %
               ng.requests()[n_ng:][:3])
