@@ -64,6 +64,18 @@ static void check_done(struct pool_task *t)
 	a->done(a);
 }
 
+void access_prepare(struct access_req *a, struct granaryd *d, struct mount *m,
+		    const struct caller *who, const char *path, enum access_want want,
+		    void (*done)(struct access_req *a))
+{
+	a->d = d;
+	a->m = m;
+	a->who = who;
+	a->path = path;
+	a->want = want;
+	a->done = done;
+}
+
 void access_check(struct access_req *a)
 {
 	a->err = 0;

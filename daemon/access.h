@@ -48,6 +48,11 @@ struct access_req {
 	int fd; /* NAS reads: that file, opened as the caller (-1: none); the caller's to close */
 };
 
+/* Fill @a's inputs (@path and @who must stay valid until done() has run). */
+void access_prepare(struct access_req *a, struct granaryd *d, struct mount *m,
+		    const struct caller *who, const char *path, enum access_want want,
+		    void (*done)(struct access_req *a));
+
 void access_check(struct access_req *a);
 
 /* Does @who's check tell anything (not root)? */

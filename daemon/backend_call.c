@@ -77,16 +77,18 @@ static void blocking_done(struct pool_task *t)
 	call->done(call);
 }
 
+/* Run @op on the pool; @rel, @after (copied) and @fd as the op needs them. */
 static void blocking_submit(struct mount *m, enum blocking_op op, const char *rel,
-			    const struct caller *who, const char *after, struct backend_call *call)
+			    const struct caller *who, const char *after, int fd,
+			    struct backend_call *call)
 {
 	struct blocking_call *b = calloc(1, sizeof(*b));
 
 	if (b) {
-		b->rel = strdup(rel);
+		b->rel = rel ? strdup(rel) : NULL;
 		b->after = after ? strdup(after) : NULL;
 	}
-	if (!b || !b->rel || (after && !b->after)) {
+	if (!b || (rel && !b->rel) || (after && !b->after)) {
 		if (b) {
 			free(b->rel);
 			free(b->after);
@@ -100,6 +102,7 @@ static void blocking_submit(struct mount *m, enum blocking_op op, const char *re
 	b->call = call;
 	b->m = m;
 	b->who = who;
+	b->fd = fd;
 	b->op = op;
 	b->task.work = blocking_work;
 	b->task.done = blocking_done;
@@ -115,7 +118,7 @@ void backend_stat_call(struct mount *m, const char *rel, const struct caller *wh
 	if (m->ops->head_async)
 		m->ops->head_async(m, rel, call);
 	else
-		blocking_submit(m, OP_STAT, rel, who, NULL, call);
+		blocking_submit(m, OP_STAT, rel, who, NULL, -1, call);
 }
 
 void backend_list_call(struct mount *m, const char *rel, const struct caller *who,
@@ -128,7 +131,7 @@ void backend_list_call(struct mount *m, const char *rel, const struct caller *wh
 	if (m->ops->list_async)
 		m->ops->list_async(m, rel, after, call);
 	else
-		blocking_submit(m, OP_LIST, rel, who, after, call);
+		blocking_submit(m, OP_LIST, rel, who, after, -1, call);
 }
 
 void backend_describe_call(struct mount *m, const char *rel, struct backend_call *call)
@@ -139,27 +142,13 @@ void backend_describe_call(struct mount *m, const char *rel, struct backend_call
 	if (m->ops->head_async)
 		m->ops->head_async(m, rel, call); /* an object has no rights of its own */
 	else
-		blocking_submit(m, OP_DESCRIBE, rel, NULL, NULL, call);
+		blocking_submit(m, OP_DESCRIBE, rel, NULL, NULL, -1, call);
 }
 
 void backend_describe_fd_call(struct mount *m, int fd, struct backend_call *call)
 {
-	struct blocking_call *b = calloc(1, sizeof(*b));
-
 	call->err = 0;
 	call->msg[0] = '\0';
 	memset(&call->v, 0, sizeof(call->v));
-	if (!b) {
-		call->err = -ENOMEM;
-		snprintf(call->msg, sizeof(call->msg), "out of memory");
-		call->done(call);
-		return;
-	}
-	b->call = call;
-	b->m = m;
-	b->fd = fd;
-	b->op = OP_DESCRIBE_FD;
-	b->task.work = blocking_work;
-	b->task.done = blocking_done;
-	pool_submit(m->d->pool, &b->task);
+	blocking_submit(m, OP_DESCRIBE_FD, NULL, NULL, NULL, fd, call);
 }

@@ -172,12 +172,7 @@ void prefetch_kick(struct granaryd *d, struct mount *m)
 		r->pos = pos;
 		memcpy(r->path, path, sizeof(r->path));
 		r->who = m->hint_who;
-		r->acc.d = d;
-		r->acc.m = m;
-		r->acc.who = &r->who;
-		r->acc.path = r->path;
-		r->acc.want = ACCESS_READ;
-		r->acc.done = checked;
+		access_prepare(&r->acc, d, m, &r->who, r->path, ACCESS_READ, checked);
 		pf->cursor++;
 		pf->st.inflight++;
 		pf->st.issued++;

@@ -102,32 +102,39 @@ static void get_status_fail(struct remote_op *op, struct remote_req *r)
 		get_fail(op, e, msg);
 }
 
+/*
+ * A finished GET of @want_len bytes with status @want_status, checked as
+ * the first response (an empty body never reached check_first). True when
+ * it holds; otherwise the op has failed.
+ */
+static bool response_holds(struct remote_op *op, struct remote_req *r, int rc, const char *cause,
+			   long want_status, uint64_t want_len)
+{
+	if (rc) {
+		get_fail(op, rc, cause);
+		return false;
+	}
+	if (r->status != want_status) {
+		get_status_fail(op, r);
+		return false;
+	}
+	if (!r->checked) {
+		r->checked = true;
+		rc = remote_check_first(r);
+	}
+	if (rc || r->got != want_len) {
+		get_fail(op, rc ? rc : -ESTALE, NULL);
+		return false;
+	}
+	return true;
+}
+
 static void single_done(struct remote_req *r, int rc, const char *cause)
 {
 	struct remote_op *op = r->op;
 
-	if (rc) {
-		get_fail(op, rc, cause);
-		return;
-	}
-	if (r->status != 200) {
-		get_status_fail(op, r);
-		return;
-	}
-	/* an empty body never reached check_first */
-	if (!r->checked) {
-		r->checked = true;
-		rc = remote_check_first(r);
-		if (rc) {
-			get_fail(op, rc, NULL);
-			return;
-		}
-	}
-	if (r->got != op->want.size) {
-		get_fail(op, -ESTALE, NULL);
-		return;
-	}
-	get_finish_ok(op, XXH3_64bits_digest(op->xx));
+	if (response_holds(op, r, rc, cause, 200, op->want.size))
+		get_finish_ok(op, XXH3_64bits_digest(op->xx));
 }
 
 /*
@@ -239,22 +246,8 @@ static void chunk_done(struct remote_req *r, int rc, const char *cause)
 		single_start(op);
 		return;
 	}
-	if (rc) {
-		get_fail(op, rc, cause);
+	if (!response_holds(op, r, rc, cause, 206, r->len))
 		return;
-	}
-	if (r->status != 206) {
-		get_status_fail(op, r);
-		return;
-	}
-	if (!r->checked) {
-		r->checked = true;
-		rc = remote_check_first(r);
-	}
-	if (rc || r->got != r->len) {
-		get_fail(op, rc ? rc : -ESTALE, NULL);
-		return;
-	}
 	op->chunk_done[r->index] = 1;
 	for (slot = 0; slot < op->nslots && op->slots[slot] != r; slot++)
 		;

@@ -381,12 +381,7 @@ static void handle_open(struct conn *c, struct parsed *p)
 	r->w.foreground = p->h.type == PROTO_OPEN;
 	r->w.want_fd = p->h.type == PROTO_OPEN;
 	r->w.who = &c->who;
-	r->acc.d = c->d;
-	r->acc.m = m;
-	r->acc.who = &c->who;
-	r->acc.path = r->path;
-	r->acc.want = ACCESS_READ;
-	r->acc.done = open_checked;
+	access_prepare(&r->acc, c->d, m, &c->who, r->path, ACCESS_READ, open_checked);
 	/* every open is checked as the caller first: nothing is fetched for a refusal */
 	access_check(&r->acc);
 }
@@ -840,12 +835,7 @@ static void handle_drop(struct conn *c, struct parsed *p)
 	r->c = c;
 	r->id = p->h.id;
 	memcpy(r->path, p->path, sizeof(r->path));
-	r->acc.d = c->d;
-	r->acc.m = m;
-	r->acc.who = &c->who;
-	r->acc.path = r->path;
-	r->acc.want = ACCESS_WRITE;
-	r->acc.done = drop_checked;
+	access_prepare(&r->acc, c->d, m, &c->who, r->path, ACCESS_WRITE, drop_checked);
 	conn_req_begin(c);
 	access_check(&r->acc);
 }
